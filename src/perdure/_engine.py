@@ -1,0 +1,104 @@
+"""Executing steps, shared by every engine, and the inline (non-durable) engine behind ``agent.run()``.
+
+An engine decides *how* each step is executed and recorded; *what* executing a step means is written here once:
+``perform_model_step`` sends a request (retrying transient errors, bounded) and ``perform_tool_step`` validates
+arguments, builds the ``RunContext``, calls the tool and turns what happened into a recorded ``ToolOutcome``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ._context import RunContext
+from ._exceptions import ApprovalRequired, ModelRetry, UserError
+from ._ops import ModelStep, Step, StepResult, ToolStep, WaitStep
+from ._tools import ToolOutcome
+from .messages import ModelResponse
+from .models import Model, RetryConfig, request_with_retries
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+
+__all__ = ["perform_model_step", "perform_tool_step"]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def perform_model_step(
+    model: Model,
+    step: ModelStep,
+    retry: RetryConfig,
+    *,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> ModelResponse:
+    """One model request, with bounded retries of transient errors."""
+
+    async def send() -> ModelResponse:
+        return await model.request(step.messages, step.settings, step.params)
+
+    if sleep is None:
+        return await request_with_retries(send, retry)
+    return await request_with_retries(send, retry, sleep=sleep)
+
+
+async def perform_tool_step(
+    agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None = None
+) -> ToolOutcome:
+    """One tool call. ``ModelRetry`` and exceptions become outcomes: an engine records them, never retries them."""
+    tool = agent._tools.get(step.tool_name)
+    if tool is None:
+        return ToolOutcome(
+            kind="error", message=f"the agent has no tool {step.tool_name!r}", error_type="UserError"
+        )
+    ctx: RunContext[Any] = RunContext(
+        deps=deps,
+        run_id=run_id,
+        prompt=prompt,
+        tool_name=step.tool_name,
+        tool_call_id=step.tool_call_id,
+        step_key=step.key,
+        idempotency_key=step.idempotency_key,
+        retry=step.retry,
+        model_name="",
+    )
+    try:
+        value = await tool.call(tool.validate_args(step.args), ctx)
+    except ModelRetry as e:
+        return ToolOutcome(kind="retry", message=e.message)
+    except Exception as e:
+        return ToolOutcome(kind="error", message=f"{type(e).__name__}: {e}", error_type=type(e).__name__)
+    try:
+        return ToolOutcome(kind="return", value=tool.dump_result(value))
+    except UserError as e:
+        return ToolOutcome(kind="error", message=e.message, error_type="UserError")
+
+
+class InlineEngine:
+    """Executes every step directly, recording nothing: ``agent.run()``."""
+
+    def __init__(
+        self, agent: Agent[Any, Any], model: Model, *, deps: Any, run_id: str, prompt: str | None
+    ) -> None:
+        self.agent = agent
+        self.model = model
+        self.deps = deps
+        self.run_id = run_id
+        self.prompt = prompt
+
+    async def execute(self, step: Step) -> StepResult:
+        if isinstance(step, ModelStep):
+            return await perform_model_step(self.model, step, self.agent.retry_config)
+        if isinstance(step, ToolStep):
+            return await perform_tool_step(
+                self.agent, step, deps=self.deps, run_id=self.run_id, prompt=self.prompt
+            )
+        assert isinstance(step, WaitStep)
+        raise ApprovalRequired(
+            f"tool {step.tool_name!r} requires approval, and a plain agent.run() cannot wait for one; "
+            "run the agent durably (DurableAgent(agent).run(...)) to suspend the run until a decision arrives",
+            pending=[{"tool_name": step.tool_name, "tool_call_id": step.tool_call_id, "args": step.args}],
+        )

@@ -1,0 +1,168 @@
+"""The messages of a conversation with a model: JSON-serializable pydantic types.
+
+A conversation is a list of ``ModelRequest`` (what we send: prompts, tool results, retry prompts) and
+``ModelResponse`` (what the model answers: text and tool calls). ``ModelMessagesTypeAdapter`` turns a list into
+JSON and back, so a conversation can be stored and passed as ``message_history`` to continue it::
+
+    data = ModelMessagesTypeAdapter.dump_json(result.all_messages())
+    history = ModelMessagesTypeAdapter.validate_json(data)
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from .usage import RequestUsage
+
+__all__ = [
+    "ModelMessage",
+    "ModelMessagesTypeAdapter",
+    "ModelRequest",
+    "ModelRequestPart",
+    "ModelResponse",
+    "ModelResponsePart",
+    "RetryPromptPart",
+    "SystemPromptPart",
+    "TextPart",
+    "ToolCallPart",
+    "ToolReturnPart",
+    "UserPromptPart",
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SystemPromptPart(_Part):
+    """Instructions for the model."""
+
+    content: str
+    part_kind: Literal["system-prompt"] = "system-prompt"
+
+
+class UserPromptPart(_Part):
+    """What the user asked."""
+
+    content: str
+    part_kind: Literal["user-prompt"] = "user-prompt"
+
+
+class ToolReturnPart(_Part):
+    """The result of a tool call, sent back to the model."""
+
+    tool_name: str
+    content: Any
+    tool_call_id: str
+    part_kind: Literal["tool-return"] = "tool-return"
+
+    def model_response_str(self) -> str:
+        """The content as the text a model sees."""
+        if isinstance(self.content, str):
+            return self.content
+        return json.dumps(pydantic.TypeAdapter(Any).dump_python(self.content, mode="json"))
+
+
+class RetryPromptPart(_Part):
+    """Asks the model to try again: invalid tool arguments, ``ModelRetry`` from a tool, invalid output."""
+
+    content: str | list[dict[str, Any]]
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    part_kind: Literal["retry-prompt"] = "retry-prompt"
+
+    def model_response(self) -> str:
+        """The text a model sees."""
+        if isinstance(self.content, str):
+            body = self.content
+        else:
+            lines = [f"{len(self.content)} validation error{'s' if len(self.content) != 1 else ''}:"]
+            lines += [
+                f"- {'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in self.content
+            ]
+            body = "\n".join(lines)
+        return f"{body}\n\nFix the errors and try again."
+
+
+ModelRequestPart = Annotated[
+    SystemPromptPart | UserPromptPart | ToolReturnPart | RetryPromptPart, Field(discriminator="part_kind")
+]
+
+
+class TextPart(_Part):
+    """Text from the model."""
+
+    content: str
+    part_kind: Literal["text"] = "text"
+
+
+class ToolCallPart(_Part):
+    """The model asks for a tool call. ``args`` is a dict, or the raw JSON string the model produced."""
+
+    tool_name: str
+    args: dict[str, Any] | str = Field(default_factory=dict)
+    tool_call_id: str = ""
+    part_kind: Literal["tool-call"] = "tool-call"
+
+    def args_as_dict(self) -> dict[str, Any]:
+        """The arguments as a dict; raises ``ValueError`` if they are not a JSON object."""
+        if isinstance(self.args, dict):
+            return self.args
+        value = json.loads(self.args) if self.args.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError("tool arguments must be a JSON object")
+        return value
+
+    def args_as_json_str(self) -> str:
+        """The arguments as a JSON string."""
+        return self.args if isinstance(self.args, str) else json.dumps(self.args)
+
+
+ModelResponsePart = Annotated[TextPart | ToolCallPart, Field(discriminator="part_kind")]
+
+
+class ModelRequest(BaseModel):
+    """A message we send to the model."""
+
+    model_config = ConfigDict(extra="forbid")
+    parts: list[ModelRequestPart]
+    instructions: str | None = None
+    kind: Literal["request"] = "request"
+
+
+class ModelResponse(BaseModel):
+    """A message the model answered with."""
+
+    model_config = ConfigDict(extra="forbid")
+    parts: list[ModelResponsePart]
+    usage: RequestUsage = Field(default_factory=RequestUsage)
+    model_name: str | None = None
+    finish_reason: str | None = None
+    timestamp: datetime = Field(default_factory=_now)
+    kind: Literal["response"] = "response"
+
+    @property
+    def text(self) -> str | None:
+        """All text parts joined, or None if there is none."""
+        texts = [p.content for p in self.parts if isinstance(p, TextPart)]
+        return "".join(texts) if texts else None
+
+    @property
+    def tool_calls(self) -> list[ToolCallPart]:
+        """The tool calls in this response, in order."""
+        return [p for p in self.parts if isinstance(p, ToolCallPart)]
+
+
+ModelMessage = Annotated[ModelRequest | ModelResponse, Field(discriminator="kind")]
+
+ModelMessagesTypeAdapter: pydantic.TypeAdapter[list[ModelMessage]] = pydantic.TypeAdapter(list[ModelMessage])
+"""Turns a list of messages into JSON and back."""

@@ -1,0 +1,267 @@
+"""Models: the protocol every provider implements, and ``infer_model`` for model strings.
+
+Provider SDKs are optional extras imported lazily: ``import perdure`` never imports ``openai`` or ``anthropic``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+from .._exceptions import ModelHTTPError, UserError
+from ..messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from ..usage import RequestUsage
+
+__all__ = [
+    "KNOWN_PROVIDERS",
+    "Model",
+    "ModelRequestParameters",
+    "ModelSettings",
+    "RetryConfig",
+    "StreamEvent",
+    "StreamedResponse",
+    "TextDelta",
+    "ToolCallDelta",
+    "ToolDefinition",
+    "infer_model",
+    "request_with_retries",
+]
+
+
+class ModelSettings(TypedDict, total=False):
+    """Settings passed to the provider; every key is optional."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    timeout: float
+    seed: int
+    parallel_tool_calls: bool
+    stop_sequences: list[str]
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """What the model is told about one tool."""
+
+    name: str
+    description: str
+    parameters_json_schema: dict[str, Any]
+    kind: Literal["function", "output"] = "function"
+
+
+@dataclass(frozen=True)
+class ModelRequestParameters:
+    """Tools and output mode of one model request."""
+
+    function_tools: list[ToolDefinition] = field(default_factory=list)
+    output_tools: list[ToolDefinition] = field(default_factory=list)
+    allow_text_output: bool = True
+    native_output: ToolDefinition | None = None
+    """Set when the agent asks for provider-native JSON-schema output instead of an output tool."""
+
+    @property
+    def tools(self) -> list[ToolDefinition]:
+        return [*self.function_tools, *self.output_tools]
+
+
+@dataclass
+class TextDelta:
+    """A piece of text streamed by the model."""
+
+    index: int
+    content: str
+    kind: Literal["text-delta"] = "text-delta"
+
+
+@dataclass
+class ToolCallDelta:
+    """A piece of a tool call streamed by the model (name and id arrive first, then argument JSON)."""
+
+    index: int
+    tool_name: str | None = None
+    args_delta: str = ""
+    tool_call_id: str | None = None
+    kind: Literal["tool-call-delta"] = "tool-call-delta"
+
+
+StreamEvent = TextDelta | ToolCallDelta
+
+
+class StreamedResponse:
+    """A model response arriving piece by piece. Iterate it for events; ``get()`` gives the response so far."""
+
+    def __init__(self, events: AsyncIterator[StreamEvent], *, model_name: str) -> None:
+        self._events = events
+        self.model_name = model_name
+        self.usage = RequestUsage()
+        self.finish_reason: str | None = None
+        self._parts: dict[int, TextPart | ToolCallPart] = {}
+        self._args: dict[int, str] = {}
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        async for event in self._events:
+            self._apply(event)
+            yield event
+
+    def _apply(self, event: StreamEvent) -> None:
+        part = self._parts.get(event.index)
+        if isinstance(event, TextDelta):
+            if isinstance(part, TextPart):
+                part.content += event.content
+            else:
+                self._parts[event.index] = TextPart(content=event.content)
+        else:
+            if not isinstance(part, ToolCallPart):
+                part = ToolCallPart(
+                    tool_name=event.tool_name or "", args="", tool_call_id=event.tool_call_id or ""
+                )
+                self._parts[event.index] = part
+            if event.tool_name and not part.tool_name:
+                part.tool_name = event.tool_name
+            if event.tool_call_id and not part.tool_call_id:
+                part.tool_call_id = event.tool_call_id
+            self._args[event.index] = self._args.get(event.index, "") + event.args_delta
+
+    def get(self) -> ModelResponse:
+        parts: list[TextPart | ToolCallPart] = []
+        for index in sorted(self._parts):
+            part = self._parts[index]
+            if isinstance(part, ToolCallPart):
+                part = part.model_copy(update={"args": self._args.get(index, "") or "{}"})
+            parts.append(part)
+        return ModelResponse(
+            parts=parts, usage=self.usage, model_name=self.model_name, finish_reason=self.finish_reason
+        )
+
+
+class Model(ABC):
+    """A model provider. Implement ``request`` (and ``request_stream`` for streaming)."""
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str: ...
+
+    @property
+    def system(self) -> str:
+        """The provider's name, as in GenAI semantic conventions (``openai``, ``anthropic``)."""
+        return "perdure"
+
+    @abstractmethod
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        settings: ModelSettings | None,
+        params: ModelRequestParameters,
+    ) -> ModelResponse:
+        """Send the conversation; return the model's response. Raise ``ModelHTTPError`` for provider errors."""
+
+    @asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        settings: ModelSettings | None,
+        params: ModelRequestParameters,
+    ) -> AsyncIterator[StreamedResponse]:
+        """Stream the response. The default asks ``request`` and replays it as events."""
+        response = await self.request(messages, settings, params)
+
+        async def events() -> AsyncIterator[StreamEvent]:
+            for index, part in enumerate(response.parts):
+                if isinstance(part, TextPart):
+                    yield TextDelta(index, part.content)
+                else:
+                    yield ToolCallDelta(index, part.tool_name, part.args_as_json_str(), part.tool_call_id)
+
+        stream = StreamedResponse(events(), model_name=response.model_name or self.model_name)
+        stream.usage = response.usage
+        stream.finish_reason = response.finish_reason
+        yield stream
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryConfig:
+    """Retries of transient model errors (timeouts, 429, 5xx): bounded, exponential backoff with jitter.
+
+    ``Retry-After`` from the provider is honoured up to ``max_delay``.
+    """
+
+    max_attempts: int = 4
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+
+
+async def request_with_retries(
+    send: Callable[[], Awaitable[ModelResponse]],
+    config: RetryConfig,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_retry: Callable[[ModelHTTPError, int], None] | None = None,
+) -> ModelResponse:
+    """Call ``send``, retrying transient ``ModelHTTPError``s; terminal errors are raised at once."""
+    attempt = 1
+    while True:
+        try:
+            return await send()
+        except ModelHTTPError as e:
+            if not e.transient or attempt >= config.max_attempts:
+                raise
+            delay = min(config.max_delay, config.initial_delay * config.multiplier ** (attempt - 1))
+            delay *= 0.5 + random.random() / 2
+            if e.retry_after is not None:
+                delay = min(config.max_delay, max(delay, e.retry_after))
+            if on_retry is not None:
+                on_retry(e, attempt)
+            await sleep(delay)
+            attempt += 1
+
+
+KNOWN_PROVIDERS = ("openai", "anthropic", "test")
+_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def infer_model(model: Model | str) -> Model:
+    """A ``Model`` from a model string: ``"openai:gpt-4.1-mini"``, ``"anthropic:claude-sonnet-4-5"``, ``"test"``."""
+    if isinstance(model, Model):
+        return model
+    if not isinstance(model, str) or not model:
+        raise UserError(f"model must be a Model or a string like 'openai:gpt-4.1-mini', not {model!r}")
+    if model == "test":
+        from .test import TestModel
+
+        return TestModel()
+    provider, sep, name = model.partition(":")
+    if not sep or not name:
+        raise UserError(
+            f"unknown model {model!r}: write it as 'provider:model-name', with provider one of "
+            f"{', '.join(KNOWN_PROVIDERS)} (e.g. 'openai:gpt-4.1-mini'), or pass a Model instance"
+        )
+    if provider not in _ENV_KEYS:
+        raise UserError(
+            f"unknown model provider {provider!r} in {model!r}; known providers: {', '.join(KNOWN_PROVIDERS)}"
+        )
+    env = _ENV_KEYS[provider]
+    if not os.environ.get(env):
+        raise UserError(
+            f"model {model!r} needs an API key: set the {env} environment variable "
+            f"(or construct the model yourself with api_key=...)"
+        )
+    if provider == "openai":
+        from .openai import OpenAIModel
+
+        return OpenAIModel(name)
+    from .anthropic import AnthropicModel
+
+    return AnthropicModel(name)
+
+
+def http_error_is_transient(status_code: int | None) -> bool:
+    """Timeouts (no status), 408, 409, 429 and 5xx are transient; everything else is terminal."""
+    return status_code is None or status_code in (408, 409, 429) or status_code >= 500
