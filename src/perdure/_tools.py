@@ -92,6 +92,13 @@ class Tool:
         if self.takes_ctx:
             if not params:
                 raise UserError(f"tool {self.name!r} takes a RunContext but has no parameters")
+            first = hints.get(params[0].name, params[0].annotation)
+            if first is not params[0].empty and getattr(first, "__origin__", first) is not RunContext:
+                # Without this check the tool would silently receive the context as its first argument.
+                raise UserError(
+                    f"tool {self.name!r}: the first parameter of a tool that takes a context must be "
+                    f"`ctx: RunContext[...]` (use @agent.tool_plain for a tool without one)"
+                )
             params = params[1:]
         for p in params:
             if p.kind is p.VAR_POSITIONAL:

@@ -1,0 +1,64 @@
+"""The public surface: ``perdure.__all__`` is pinned, and ``import perdure`` stays light."""
+
+import json
+import subprocess
+import sys
+
+import perdure
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(perdure.__all__) == [
+        "Agent",
+        "AgentRunError",
+        "AgentRunResult",
+        "ApprovalRequired",
+        "DurableAgent",
+        "MissingExtra",
+        "ModelHTTPError",
+        "ModelRetry",
+        "NonDeterminismError",
+        "PerdureError",
+        "RunCancelled",
+        "RunContext",
+        "RunInProgress",
+        "RunInfo",
+        "RunWaiting",
+        "Tool",
+        "ToolError",
+        "UnexpectedModelBehavior",
+        "Usage",
+        "UsageLimitExceeded",
+        "UsageLimits",
+        "UserError",
+        "__version__",
+    ]
+
+
+def test_eager_names_are_importable() -> None:
+    lazy = {"DurableAgent", "RunInfo"}  # the embedded engine, imported on first use
+    for name in set(perdure.__all__) - lazy:
+        assert getattr(perdure, name) is not None, name
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        perdure.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018 - the access is the test
+    except AttributeError as e:
+        assert "NoSuchThing" in str(e)
+    else:  # pragma: no cover
+        raise AssertionError("expected AttributeError")
+
+
+def test_import_perdure_imports_no_engine_and_no_provider_sdk() -> None:
+    code = (
+        "import json, sys; import perdure, perdure.messages, perdure.models, perdure.models.test, "
+        "perdure.models.function; print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    heavy = {"openai", "anthropic", "temporalio", "dbos", "prefect", "sqlite3", "_sqlite3", "httpx"}
+    assert not heavy & loaded
+    assert not {m for m in loaded if m.startswith(("perdure.local", "perdure.models.openai"))}
+    assert not {m for m in loaded if m.startswith(("perdure.models.anthropic", "perdure.temporal"))}
+    assert not {m for m in loaded if m.startswith(("perdure.dbos", "perdure.prefect"))}
