@@ -13,7 +13,8 @@ The hierarchy::
     │   ├── ApprovalRequired          a tool needs a human decision and the engine cannot wait (plain runs)
     │   ├── RunCancelled              the run was cancelled
     │   └── NonDeterminismError       replay no longer matches the recorded steps
-    └── RunInProgress                 the run is executing in a live process right now
+    ├── RunInProgress                 the run is executing in a live process right now
+    └── RunWaiting                    the run is suspended, waiting for a human decision (not a failure)
 
 ``ModelRetry`` is not an error of perdure's: tools and output validators raise it to send a message back to the
 model and ask it to try again.
@@ -33,6 +34,7 @@ __all__ = [
     "PerdureError",
     "RunCancelled",
     "RunInProgress",
+    "RunWaiting",
     "ToolError",
     "UnexpectedModelBehavior",
     "UsageLimitExceeded",
@@ -128,6 +130,9 @@ class ToolError(AgentRunError):
         self.tool_name = tool_name
         self.error_type = error_type
 
+    def to_record(self) -> dict[str, Any]:
+        return {**super().to_record(), "tool_name": self.tool_name, "error_type": self.error_type}
+
 
 class ApprovalRequired(AgentRunError):
     """A tool declared ``requires_approval=True`` was called in a run whose engine cannot wait for a human.
@@ -176,6 +181,20 @@ class RunInProgress(PerdureError):
         self.owner = owner
 
 
+class RunWaiting(PerdureError):
+    """The run is suspended until a human decides on ``pending`` (no process is held while it waits).
+
+    Decide with ``approve(run_id, tool_call_id, approved=..., note=...)`` from any process (or
+    ``perdure approve``); then ``resume(run_id)`` or a worker continues the run.
+    """
+
+    def __init__(self, run_id: str, pending: list[dict[str, Any]]) -> None:
+        calls = ", ".join(f"{p['tool_name']}({p['tool_call_id']})" for p in pending) or "nothing"
+        super().__init__(f"run {run_id!r} is waiting for a decision on: {calls}")
+        self.run_id = run_id
+        self.pending = pending
+
+
 _BY_NAME: dict[str, type[PerdureError]] = {
     c.__name__: c
     for c in (
@@ -186,6 +205,7 @@ _BY_NAME: dict[str, type[PerdureError]] = {
         UsageLimitExceeded,
         RunCancelled,
         ApprovalRequired,
+        NonDeterminismError,
     )
 }
 
@@ -203,6 +223,10 @@ def error_from_record(record: dict[str, Any]) -> AgentRunError:
             message, tool_name=str(record.get("tool_name", "")), error_type=str(record.get("error_type", ""))
         )
     cls = _BY_NAME.get(kind)
+    if cls is NonDeterminismError:
+        err = AgentRunError.__new__(NonDeterminismError)
+        AgentRunError.__init__(err, message)
+        return err
     if cls is not None and issubclass(cls, AgentRunError) and cls is not ApprovalRequired:
         return cls(message)
     return AgentRunError(message)

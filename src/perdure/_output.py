@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
 import pydantic
+import typing_extensions
 from pydantic import BaseModel
 
 from ._exceptions import UserError
@@ -23,11 +24,22 @@ _DEFAULT_DESCRIPTION = "The final response which ends this conversation."
 
 
 def _is_object_type(tp: Any) -> bool:
+    # typing_extensions.is_typeddict also recognises typing_extensions.TypedDict, which pydantic requires on 3.11.
     return (
         (inspect.isclass(tp) and issubclass(tp, BaseModel))
         or dataclasses.is_dataclass(tp)
-        or typing.is_typeddict(tp)
+        or typing_extensions.is_typeddict(tp)
     )
+
+
+def _own_docstring(tp: Any) -> str | None:
+    """The class's own docstring: not one inherited from BaseModel or dict, nor a dataclass's generated one."""
+    doc = vars(tp).get("__doc__") if inspect.isclass(tp) else None
+    if not isinstance(doc, str) or not doc.strip():
+        return None
+    if dataclasses.is_dataclass(tp) and doc.startswith(tp.__name__ + "("):
+        return None
+    return inspect.cleandoc(doc)
 
 
 def _type_name(tp: Any) -> str:
@@ -102,10 +114,9 @@ class OutputSchema:
                 f"output_type {tp!r} has no JSON schema ({e}); use a pydantic model or a dataclass"
             ) from e
         schema.pop("title", None)
-        doc = None if wrapped else inspect.getdoc(tp)
-        if doc and (doc.startswith(tp.__name__ + "(") or "Usage docs:" in doc):
-            doc = None  # dataclass / pydantic auto-generated docs are noise for the model
-        schema.pop("description", None) if doc else None
+        doc = None if wrapped else _own_docstring(tp)
+        if doc:
+            schema.pop("description", None)  # it is the tool's description already
         definition = ToolDefinition(name, doc or _DEFAULT_DESCRIPTION, schema, "output")
         return OutputTool(name, tp, wrapped, adapter, definition)
 

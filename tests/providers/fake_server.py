@@ -1,8 +1,8 @@
 """A scripted HTTP server that speaks the OpenAI Chat Completions and Anthropic Messages wire formats.
 
-Tests queue canned answers (JSON bodies, error statuses, server-sent event streams) and point the real SDK
-clients at ``base_url``; the server records every request body so tests can assert what the SDK sent. It listens
-on 127.0.0.1 only and never talks to the internet.
+Tests queue canned answers (JSON bodies, error statuses, server-sent event streams) and point the real
+SDK clients at ``base_url``; the server records every request so tests can assert what the SDK sent. It
+listens on 127.0.0.1 only and never talks to the internet.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class FakeProviderServer:
         self._script: deque[Canned] = deque()
         self._lock = threading.Lock()
         self.requests: list[Recorded] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-provider", daemon=True)
 
@@ -93,8 +93,16 @@ class FakeProviderServer:
                 return self._script.popleft()
         return Canned(
             status=500,
-            body={"error": {"message": "the fake provider has no scripted answer left", "type": "server_error"}},
+            body={
+                "error": {"message": "the fake provider has no scripted answer left", "type": "server_error"}
+            },
         )
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that drops its connection (a closed SDK client, a cancelled stream) is not a test failure.
+        pass
 
 
 def _make_handler(server: FakeProviderServer) -> type[BaseHTTPRequestHandler]:
@@ -212,7 +220,8 @@ def openai_stream(
         first = {"index": i, "id": id_, "type": "function", "function": {"name": name, "arguments": ""}}
         events.append((None, chunk({"tool_calls": [first]})))
         events += [
-            (None, chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})) for piece in arg_chunks
+            (None, chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+            for piece in arg_chunks
         ]
     events.append((None, chunk({}, finish_reason or ("tool_calls" if tool_calls else "stop"))))
     if usage is not None:
@@ -225,7 +234,11 @@ def openai_stream(
                     "created": 1_700_000_000,
                     "model": model,
                     "choices": [],
-                    "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
+                    "usage": {
+                        "prompt_tokens": usage[0],
+                        "completion_tokens": usage[1],
+                        "total_tokens": sum(usage),
+                    },
                 },
             )
         )
@@ -234,9 +247,17 @@ def openai_stream(
 
 
 def openai_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> Canned:
-    kind = "rate_limit_exceeded" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
+    kind = (
+        "rate_limit_exceeded"
+        if status == 429
+        else "invalid_request_error"
+        if status < 500
+        else "server_error"
+    )
     return Canned(
-        status=status, body={"error": {"message": message, "type": kind, "param": None, "code": None}}, headers=headers or {}
+        status=status,
+        body={"error": {"message": message, "type": kind, "param": None, "code": None}},
+        headers=headers or {},
     )
 
 
@@ -255,7 +276,9 @@ def anthropic_message(
     content: list[dict[str, Any]] = []
     if text is not None:
         content.append({"type": "text", "text": text})
-    content += [{"type": "tool_use", "id": id_, "name": name, "input": input_} for id_, name, input_ in tool_uses]
+    content += [
+        {"type": "tool_use", "id": id_, "name": name, "input": input_} for id_, name, input_ in tool_uses
+    ]
     return Canned(
         body={
             "id": "msg_1",
@@ -298,10 +321,14 @@ def anthropic_stream(
     index = 0
     if text_pieces:
         block = {"type": "text", "text": ""}
-        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}))
+        events.append(
+            ("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+        )
         for piece in text_pieces:
             delta = {"type": "text_delta", "text": piece}
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+            events.append(
+                ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            )
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         index += 1
     if error is not None:
@@ -309,15 +336,22 @@ def anthropic_stream(
         return Canned(events=events)
     for id_, name, chunks in tool_uses:
         block = {"type": "tool_use", "id": id_, "name": name, "input": {}}
-        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}))
+        events.append(
+            ("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+        )
         for piece in chunks:
             delta = {"type": "input_json_delta", "partial_json": piece}
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+            events.append(
+                ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            )
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         index += 1
     message_delta = {
         "type": "message_delta",
-        "delta": {"stop_reason": stop_reason or ("tool_use" if tool_uses else "end_turn"), "stop_sequence": None},
+        "delta": {
+            "stop_reason": stop_reason or ("tool_use" if tool_uses else "end_turn"),
+            "stop_sequence": None,
+        },
         "usage": {"output_tokens": usage[1]},
     }
     events.append(("message_delta", message_delta))
@@ -325,10 +359,14 @@ def anthropic_stream(
     return Canned(events=events)
 
 
-def anthropic_error(status: int, message: str, *, kind: str | None = None, headers: dict[str, str] | None = None) -> Canned:
+def anthropic_error(
+    status: int, message: str, *, kind: str | None = None, headers: dict[str, str] | None = None
+) -> Canned:
     kind = kind or {429: "rate_limit_error", 529: "overloaded_error"}.get(
         status, "invalid_request_error" if status < 500 else "api_error"
     )
     return Canned(
-        status=status, body={"type": "error", "error": {"type": kind, "message": message}}, headers=headers or {}
+        status=status,
+        body={"type": "error", "error": {"type": kind, "message": message}},
+        headers=headers or {},
     )

@@ -1,0 +1,879 @@
+"""``DurableAgent``: durable runs on the embedded SQLite journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from .._agent import Agent
+from .._engine import new_run_id, perform_model_step, perform_tool_step
+from .._exceptions import (
+    AgentRunError,
+    NonDeterminismError,
+    PerdureError,
+    RunCancelled,
+    RunInProgress,
+    RunWaiting,
+    UserError,
+    error_from_record,
+)
+from .._loop import AgentRunResult, RunInput, drive
+from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep, step_kind
+from .._tools import ToolOutcome
+from ..messages import ModelMessage
+from ..models import Model, ModelSettings
+from ..usage import Usage, UsageLimits
+from ._journal import FINAL_STATUSES, Durability, Journal, RunRow, StepRow, dumps, now
+from ._owner import is_dead_local_owner, this_owner
+from ._records import decode_input, decode_result, encode_input, encode_output, encode_result
+
+__all__ = ["DurableAgent", "PendingDecision", "RunInfo", "StepInfo"]
+
+DepsT = TypeVar("DepsT")
+OutputT = TypeVar("OutputT")
+
+DEFAULT_JOURNAL = "perdure.db"
+ENGINE = "local"
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """One recorded step: when it ran, in which attempt, and what it cost."""
+
+    key: str
+    kind: str
+    status: str
+    attempt: int
+    started_at: float
+    finished_at: float | None
+    input_tokens: int
+    output_tokens: int
+    describe: str
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    def replayed_in(self, attempts: int) -> list[int]:
+        """The later attempts that replayed this step instead of executing it."""
+        return list(range(self.attempt + 1, attempts + 1)) if self.status == "done" else []
+
+
+@dataclass(frozen=True)
+class PendingDecision:
+    """A call waiting for a human: an approval, or an at-most-once call whose outcome is unknown."""
+
+    run_id: str
+    tool_call_id: str
+    tool_name: str
+    args: dict[str, Any]
+    reason: str
+    key: str
+    since: float
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as the journal knows it."""
+
+    run_id: str
+    agent: str
+    status: str
+    prompt: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    owner: str | None
+    lease_expires: float | None
+    fingerprint: str
+    usage: Usage
+    output: Any = None
+    error: dict[str, Any] | None = None
+    steps: list[StepInfo] = field(default_factory=list)
+    pending: list[PendingDecision] = field(default_factory=list)
+    trace_context: dict[str, str] | None = None
+    cancel_requested: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k not in ("steps", "pending", "usage")}
+        data["usage"] = {**self.usage.__dict__, "total_tokens": self.usage.total_tokens}
+        data["steps"] = [{**s.__dict__, "duration": s.duration} for s in self.steps]
+        data["pending"] = [p.__dict__ for p in self.pending]
+        return data
+
+
+class _Suspend(Exception):
+    """A step is waiting for a human: the run stops here and holds no process."""
+
+
+# Runs executing in this process, by (journal path, run id): never two executions at once.
+_ACTIVE: dict[tuple[str, str], asyncio.Task[Any] | None] = {}
+_JOURNALS: weakref.WeakValueDictionary[tuple[str, str], Journal] = weakref.WeakValueDictionary()
+
+
+def _open_journal(path: str, durability: Durability) -> Journal:
+    key = (os.path.realpath(path), durability)
+    journal = _JOURNALS.get(key)
+    if journal is None:
+        journal = Journal(path, durability=durability)
+        _JOURNALS[key] = journal
+    return journal
+
+
+class _Watcher:
+    """Per event loop: renews the leases of this process's runs and notices cancellations from elsewhere."""
+
+    def __init__(self, journal: Journal, lease: float, poll: float) -> None:
+        self.journal = journal
+        self.lease = lease
+        self.poll = poll
+        self.runs: dict[str, _Executor] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, executor: _Executor) -> None:
+        self.runs[executor.run_id] = executor
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._watch())
+
+    def remove(self, run_id: str) -> None:
+        self.runs.pop(run_id, None)
+        if not self.runs and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _watch(self) -> None:
+        last_renew = time.monotonic()
+        owner = this_owner()
+        while self.runs:
+            await asyncio.sleep(self.poll)
+            ids = list(self.runs)
+            marks = ",".join("?" * len(ids))
+            rows = self.journal.query(
+                f"SELECT run_id FROM perdure_runs WHERE cancel_requested = 1 AND run_id IN ({marks})", ids
+            )
+            for (run_id,) in rows:
+                executor = self.runs.get(run_id)
+                if executor is not None:
+                    executor.cancel()
+            if time.monotonic() - last_renew > self.lease / 3:
+                last_renew = time.monotonic()
+                self.journal.write(
+                    [
+                        (
+                            f"UPDATE perdure_runs SET lease_expires = ? WHERE owner = ? AND status = 'running' "
+                            f"AND run_id IN ({marks})",
+                            [now() + self.lease, owner, *ids],
+                        )
+                    ]
+                )
+
+
+class _Executor:
+    """Executes or replays the steps of one attempt of one run."""
+
+    def __init__(
+        self,
+        durable: DurableAgent[Any, Any],
+        run_id: str,
+        attempt: int,
+        model: Model,
+        deps: Any,
+        prompt: str | None,
+        recorded: list[StepRow],
+    ) -> None:
+        self.durable = durable
+        self.journal = durable._journal
+        self.run_id = run_id
+        self.attempt = attempt
+        self.model = model
+        self.deps = deps
+        self.prompt = prompt
+        self.recorded = {s.key: s for s in recorded}
+        self.seq = max((s.seq for s in recorded), default=0)
+        self.replayed: list[str] = []
+        self.executed: list[str] = []
+        self.cancelled = False
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for task in self._inflight:
+            task.cancel()  # an in-flight model request is abandoned
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    async def execute(self, step: Step) -> StepResult:
+        if self.cancelled:
+            raise RunCancelled(f"run {self.run_id!r} was cancelled")
+        rec = self.recorded.get(step.key)
+        if rec is not None:
+            if rec.kind != step.kind or rec.describe != step.describe():
+                raise NonDeterminismError(
+                    run_id=self.run_id, step_key=step.key, recorded=rec.describe, requested=step.describe()
+                )
+            if rec.status == "done" and rec.result is not None:
+                self.replayed.append(step.key)
+                return decode_result(step, rec.result)
+            if rec.status == "waiting":
+                raise _Suspend(step.key)
+            if isinstance(step, ToolStep) and rec.status == "started":
+                # An at-most-once call was interrupted: never run it again; its outcome is unknown.
+                outcome = ToolOutcome(kind="unknown")
+                await self._record_done(step, outcome, rec.seq, rec.started_at, update=True)
+                return outcome
+        else:
+            self._check_divergence(step)
+        if isinstance(step, ModelStep):
+            return await self._model(step)
+        if isinstance(step, ToolStep):
+            return await self._tool(step, rec)
+        return await self._wait(step)
+
+    def _check_divergence(self, step: Step) -> None:
+        """A new step is about to execute: the journal must not hold steps of a path the loop left."""
+        turn = step.turn
+        for rec in self.recorded.values():
+            rec_turn = int(rec.key.split("/")[1])
+            if rec_turn > turn or (step.kind == "model" and rec_turn == turn):
+                raise NonDeterminismError(
+                    run_id=self.run_id, step_key=rec.key, recorded=rec.describe, requested=step.describe()
+                )
+
+    async def _model(self, step: ModelStep) -> StepResult:
+        started = now()
+        task = asyncio.ensure_future(perform_model_step(self.model, step, self.durable.agent.retry_config))
+        self._inflight.add(task)
+        try:
+            response = await task
+        except asyncio.CancelledError:
+            if self.cancelled:
+                raise RunCancelled(f"run {self.run_id!r} was cancelled during a model request") from None
+            raise
+        finally:
+            self._inflight.discard(task)
+        self.executed.append(step.key)
+        await self.journal.write_async(
+            [
+                (
+                    "INSERT INTO perdure_steps (run_id, key, seq, kind, describe, status, result, attempt, "
+                    "started_at, finished_at, input_tokens, output_tokens) VALUES (?,?,?,?,?,'done',?,?,?,?,?,?)",
+                    (
+                        self.run_id, step.key, self._next_seq(), step.kind, step.describe(), encode_result(response),
+                        self.attempt, started, now(), response.usage.input_tokens, response.usage.output_tokens,
+                    ),
+                )
+            ]
+        )
+        return response
+
+    async def _tool(self, step: ToolStep, rec: StepRow | None) -> StepResult:
+        started = now()
+        seq = rec.seq if rec is not None else self._next_seq()
+        if step.side_effects == "at_most_once":
+            await self.journal.write_async(
+                [
+                    (
+                        "INSERT OR REPLACE INTO perdure_steps (run_id, key, seq, kind, describe, status, attempt, "
+                        "started_at) VALUES (?,?,?,?,?,'started',?,?)",
+                        (self.run_id, step.key, seq, step.kind, step.describe(), self.attempt, started),
+                    )
+                ]
+            )
+        outcome = await perform_tool_step(
+            self.durable.agent, step, deps=self.deps, run_id=self.run_id, prompt=self.prompt
+        )
+        self.executed.append(step.key)
+        await self._record_done(step, outcome, seq, started, update=step.side_effects == "at_most_once")
+        return outcome
+
+    async def _record_done(self, step: Step, result: StepResult, seq: int, started: float, *, update: bool) -> None:
+        verb = "INSERT OR REPLACE" if update else "INSERT"
+        await self.journal.write_async(
+            [
+                (
+                    f"{verb} INTO perdure_steps (run_id, key, seq, kind, describe, status, result, attempt, "
+                    "started_at, finished_at) VALUES (?,?,?,?,?,'done',?,?,?,?)",
+                    (self.run_id, step.key, seq, step.kind, step.describe(), encode_result(result), self.attempt,
+                     started, now()),
+                )
+            ]
+        )
+
+    async def _wait(self, step: WaitStep) -> StepResult:
+        payload = dumps(
+            {"tool_name": step.tool_name, "args": step.args, "tool_call_id": step.tool_call_id, "reason": step.reason}
+        )
+        await self.journal.write_async(
+            [
+                (
+                    "INSERT INTO perdure_steps (run_id, key, seq, kind, describe, status, payload, attempt, "
+                    "started_at) VALUES (?,?,?,?,?,'waiting',?,?,?)",
+                    (self.run_id, step.key, self._next_seq(), step.kind, step.describe(), payload, self.attempt, now()),
+                )
+            ]
+        )
+        raise _Suspend(step.key)
+
+
+class DurableAgent(Generic[DepsT, OutputT]):
+    """Durable runs of ``agent`` on an embedded SQLite journal: nothing to install or start.
+
+    ::
+
+        durable = DurableAgent(agent)                       # journal: ./perdure.db or $PERDURE_JOURNAL
+        result = await durable.run("Refund order 42", run_id="refund-42")
+
+    Run the same ``run_id`` again and a finished run returns its recorded result; a run whose process died is
+    resumed where it stopped, without repeating recorded model requests or tool calls.
+
+    Args:
+        agent: the agent; it must have a ``name`` (runs are matched to agents by name).
+        journal: the journal file (default ``$PERDURE_JOURNAL`` or ``perdure.db``).
+        durability: ``"full"`` (survives power loss; default) or ``"normal"`` (survives process crashes).
+        lease_seconds: how long a run stays owned by a silent process on another machine.
+    """
+
+    def __init__(
+        self,
+        agent: Agent[DepsT, OutputT],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        durability: Durability = "full",
+        lease_seconds: float = 30.0,
+        poll_interval: float = 0.25,
+    ) -> None:
+        if not isinstance(agent, Agent):
+            raise UserError(f"DurableAgent wraps an Agent, not {type(agent).__name__}")
+        if not agent.name:
+            raise UserError(
+                "a durable agent needs a name: runs in the journal are matched to their agent by it. "
+                "Pass Agent(..., name='support')"
+            )
+        self.agent = agent
+        self.name: str = agent.name
+        path = journal if journal is not None else os.environ.get("PERDURE_JOURNAL") or DEFAULT_JOURNAL
+        self._journal = _open_journal(os.fspath(path), durability)
+        self.journal_path = self._journal.path
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"DurableAgent({self.name!r}, journal={str(self.journal_path)!r})"
+
+    # --- starting runs ---------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        prompt: str | None = None,
+        *,
+        run_id: str | None = None,
+        deps: DepsT = None,  # type: ignore[assignment]
+        message_history: Sequence[ModelMessage] | None = None,
+        model: str | None = None,
+        usage_limits: UsageLimits | None = None,
+        model_settings: ModelSettings | None = None,
+    ) -> AgentRunResult[OutputT]:
+        """Run durably to the output.
+
+        With a ``run_id`` that exists: a finished run returns its recorded result (nothing executes), an orphaned
+        run is resumed, a run executing in a live process raises ``RunInProgress``. A run that reaches a tool
+        with ``requires_approval=True`` is suspended and this raises ``RunWaiting``.
+        """
+        run_id = run_id or new_run_id()
+        created = self._accept(run_id, prompt, message_history, model, usage_limits, model_settings, "running")
+        if created:
+            return await self._execute(run_id, deps, fresh=True)
+        return await self.resume(run_id, deps=deps)
+
+    def run_sync(
+        self,
+        prompt: str | None = None,
+        *,
+        run_id: str | None = None,
+        deps: DepsT = None,  # type: ignore[assignment]
+        message_history: Sequence[ModelMessage] | None = None,
+        model: str | None = None,
+        usage_limits: UsageLimits | None = None,
+        model_settings: ModelSettings | None = None,
+    ) -> AgentRunResult[OutputT]:
+        """``run`` for code without an event loop."""
+        return asyncio.run(
+            self.run(
+                prompt,
+                run_id=run_id,
+                deps=deps,
+                message_history=message_history,
+                model=model,
+                usage_limits=usage_limits,
+                model_settings=model_settings,
+            )
+        )
+
+    async def start(
+        self,
+        prompt: str | None = None,
+        *,
+        run_id: str | None = None,
+        message_history: Sequence[ModelMessage] | None = None,
+        model: str | None = None,
+        usage_limits: UsageLimits | None = None,
+        model_settings: ModelSettings | None = None,
+    ) -> str:
+        """Accept a run durably and return its id at once; a worker (``serve()``, ``perdure worker``) executes it."""
+        run_id = run_id or new_run_id()
+        self._accept(run_id, prompt, message_history, model, usage_limits, model_settings, "pending")
+        return run_id
+
+    def _accept(
+        self,
+        run_id: str,
+        prompt: str | None,
+        message_history: Sequence[ModelMessage] | None,
+        model: str | None,
+        usage_limits: UsageLimits | None,
+        model_settings: ModelSettings | None,
+        status: Literal["running", "pending"],
+    ) -> bool:
+        """Commit the run row (accepted = durable). False if the run id already exists."""
+        if model is not None and not isinstance(model, str):
+            raise UserError("a durable run records its model by name: pass a model string, e.g. 'openai:gpt-4.1'")
+        if not isinstance(run_id, str) or not run_id or len(run_id) > 200:
+            raise UserError(f"run_id must be a non-empty string of at most 200 characters, not {run_id!r}")
+        run = RunInput(
+            prompt=prompt,
+            run_id=run_id,
+            message_history=list(message_history or []),
+            usage_limits=usage_limits,
+            model_settings=model_settings,
+            model_name=model,
+        )
+        t = now()
+        owner, lease = (this_owner(), t + self.lease_seconds) if status == "running" else (None, None)
+        counts = self._journal.write_counts(
+            [
+                (
+                    "INSERT OR IGNORE INTO perdure_runs (run_id, agent, fingerprint, status, input, owner, "
+                    "lease_expires, attempts, trace_context, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run_id, self.name, self.agent.fingerprint(), status, encode_input(run), owner, lease,
+                        1 if status == "running" else 0, _trace_context(), t, t,
+                    ),
+                )
+            ]
+        )
+        if counts[0] == 0:
+            row = self._journal.get_run(run_id)
+            if row is not None and row.agent != self.name:
+                raise UserError(f"run {run_id!r} belongs to agent {row.agent!r}, not {self.name!r}")
+            return False
+        return True
+
+    # --- executing ----------------------------------------------------------------------------------------
+
+    def _claim(self, run_id: str) -> RunRow:
+        """Take ownership of a run that no live process is executing; returns the row (maybe final)."""
+        row = self._journal.get_run(run_id)
+        if row is None:
+            raise UserError(f"no run {run_id!r} in {self.journal_path}")
+        if row.agent != self.name:
+            raise UserError(f"run {run_id!r} belongs to agent {row.agent!r}, not {self.name!r}")
+        if row.status in FINAL_STATUSES or row.status == "waiting":
+            return row
+        key = (str(self._journal.path), run_id)
+        if key in _ACTIVE:
+            raise RunInProgress(run_id, row.owner)
+        if row.status == "running" and row.owner and not self._orphaned(row):
+            raise RunInProgress(run_id, row.owner)
+        t = now()
+        counts = self._journal.write_counts(
+            [
+                (
+                    "UPDATE perdure_runs SET status = 'running', owner = ?, lease_expires = ?, "
+                    "attempts = attempts + 1, updated_at = ? WHERE run_id = ? AND status = ? AND owner IS ?",
+                    (this_owner(), t + self.lease_seconds, t, run_id, row.status, row.owner),
+                )
+            ]
+        )
+        if counts[0] == 0:
+            raise RunInProgress(run_id)
+        claimed = self._journal.get_run(run_id)
+        assert claimed is not None
+        return claimed
+
+    @staticmethod
+    def _orphaned(row: RunRow) -> bool:
+        if row.owner == this_owner():
+            return True  # this process, but not executing it: a crashed attempt in this very process
+        if is_dead_local_owner(row.owner):
+            return True
+        return row.lease_expires is not None and row.lease_expires < now()
+
+    def _watcher(self) -> _Watcher:
+        loop = asyncio.get_running_loop()
+        watcher = self._watchers.get(loop)
+        if watcher is None:
+            watcher = _Watcher(self._journal, self.lease_seconds, self.poll_interval)
+            self._watchers[loop] = watcher
+        return watcher
+
+    async def _execute(self, run_id: str, deps: Any, *, fresh: bool = False) -> AgentRunResult[OutputT]:
+        row = self._journal.get_run(run_id)
+        assert row is not None
+        key = (str(self._journal.path), run_id)
+        if key in _ACTIVE:
+            raise RunInProgress(run_id, row.owner)
+        _ACTIVE[key] = asyncio.current_task()
+        run = decode_input(run_id, row.input)
+        try:
+            model = self.agent.resolve_model(run.model_name)
+            recorded = [] if fresh else self._journal.steps(run_id)
+            executor = _Executor(self, run_id, row.attempts, model, deps, run.prompt, recorded)
+            if row.cancel_requested:
+                executor.cancelled = True
+            watcher = self._watcher()
+            watcher.add(executor)
+            try:
+                result = await drive(self.agent.new_loop(run, deps, model), executor.execute)
+            finally:
+                watcher.remove(run_id)
+        except _Suspend:
+            pending = self._pending(run_id)
+            self._journal.write(
+                [
+                    (
+                        "UPDATE perdure_runs SET status = 'waiting', owner = NULL, lease_expires = NULL, "
+                        "updated_at = ? WHERE run_id = ? AND status = 'running'",
+                        (now(), run_id),
+                    )
+                ]
+            )
+            raise RunWaiting(run_id, [p.__dict__ for p in pending]) from None
+        except RunCancelled as e:
+            self._finish(run_id, "cancelled", error=e.to_record())
+            raise
+        except PerdureError as e:
+            self._finish(run_id, "failed", error=e.to_record())
+            raise
+        except (Exception, asyncio.CancelledError) as e:
+            if isinstance(e, asyncio.CancelledError):
+                # The caller's task was cancelled, not the run: leave it for any process to resume.
+                self._journal.write(
+                    [
+                        (
+                            "UPDATE perdure_runs SET status = 'pending', owner = NULL, lease_expires = NULL, "
+                            "updated_at = ? WHERE run_id = ? AND status = 'running'",
+                            (now(), run_id),
+                        )
+                    ]
+                )
+                raise
+            record = {"type": type(e).__name__, "message": f"{type(e).__name__}: {e}"}
+            self._finish(run_id, "failed", error=record)
+            raise AgentRunError(f"run {run_id!r} failed: {type(e).__name__}: {e}") from e
+        finally:
+            _ACTIVE.pop(key, None)
+        self._finish(run_id, "completed", output=encode_output(result.output), usage=result.usage())
+        return result
+
+    def _finish(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        output: str | None = None,
+        error: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        t = now()
+        self._journal.write(
+            [
+                (
+                    "UPDATE perdure_runs SET status = ?, output = ?, error = ?, usage = ?, owner = NULL, "
+                    "lease_expires = NULL, updated_at = ?, finished_at = ? WHERE run_id = ? AND status = 'running'",
+                    (status, output, dumps(error) if error else None, dumps(usage.__dict__) if usage else None, t,
+                     t, run_id),
+                )
+            ]
+        )
+
+    async def resume(self, run_id: str, *, deps: DepsT = None) -> AgentRunResult[OutputT]:  # type: ignore[assignment]
+        """Continue a run where it stopped; a finished run returns its recorded result without executing."""
+        row = self._claim(run_id)
+        if row.status == "completed":
+            return await self._replay(row, deps)
+        if row.status == "failed":
+            raise error_from_record(json.loads(row.error or "{}"))
+        if row.status == "cancelled":
+            raise RunCancelled(f"run {run_id!r} was cancelled")
+        if row.status == "waiting":
+            raise RunWaiting(run_id, [p.__dict__ for p in self._pending(run_id)])
+        return await self._execute(run_id, deps)
+
+    def resume_sync(self, run_id: str, *, deps: DepsT = None) -> AgentRunResult[OutputT]:  # type: ignore[assignment]
+        return asyncio.run(self.resume(run_id, deps=deps))
+
+    async def _replay(self, row: RunRow, deps: Any) -> AgentRunResult[OutputT]:
+        """Rebuild a finished run's result (output, messages, usage) from its journal; nothing executes."""
+        run = decode_input(row.run_id, row.input)
+        model = self.agent.resolve_model(run.model_name)
+        executor = _Executor(self, row.run_id, row.attempts, model, deps, run.prompt, self._journal.steps(row.run_id))
+
+        async def replay_only(step: Step) -> StepResult:
+            if step.key not in executor.recorded:
+                raise NonDeterminismError(
+                    run_id=row.run_id, step_key=step.key, recorded="no such step (the run is finished)",
+                    requested=step.describe(),
+                )
+            return await executor.execute(step)
+
+        return await drive(self.agent.new_loop(run, deps, model), replay_only)
+
+    async def wait(self, run_id: str, *, deps: DepsT = None, timeout: float | None = None) -> AgentRunResult[OutputT]:  # type: ignore[assignment]
+        """Wait until a run (executed by any process) finishes; its result. Raises its error if it failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            row = self._journal.get_run(run_id)
+            if row is None:
+                raise UserError(f"no run {run_id!r} in {self.journal_path}")
+            if row.status in FINAL_STATUSES:
+                return await self.resume(run_id, deps=deps)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id!r} is still {row.status} after {timeout}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)
+
+    async def recover(self, *, deps: DepsT = None) -> list[str]:  # type: ignore[assignment]
+        """Resume every orphaned run of this agent (its process died, or it was started and never picked up).
+
+        Returns their ids once each has finished or is waiting for a decision.
+        """
+        ids = self._orphans()
+
+        async def one(run_id: str) -> None:
+            try:
+                await self.resume(run_id, deps=deps)
+            except (AgentRunError, RunWaiting, RunInProgress):
+                pass  # recorded in the journal; recover() resumes, it does not judge
+
+        await asyncio.gather(*(one(r) for r in ids))
+        return ids
+
+    def recover_sync(self, *, deps: DepsT = None) -> list[str]:  # type: ignore[assignment]
+        return asyncio.run(self.recover(deps=deps))
+
+    def _orphans(self) -> list[str]:
+        rows = self._journal.list_runs(agent=self.name, statuses=("running", "pending"), limit=None)
+        return [r.run_id for r in rows if r.status == "pending" or self._orphaned(r)]
+
+    async def serve(
+        self,
+        *,
+        deps: DepsT = None,  # type: ignore[assignment]
+        concurrency: int = 8,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Be a worker: execute started, decided and orphaned runs of this agent until ``stop`` is set."""
+        if concurrency < 1:
+            raise UserError("concurrency must be at least 1")
+        slots = asyncio.Semaphore(concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        stop = stop or asyncio.Event()
+
+        async def one(run_id: str) -> None:
+            try:
+                await self.resume(run_id, deps=deps)
+            except (AgentRunError, RunWaiting, RunInProgress, UserError):
+                pass
+            finally:
+                slots.release()
+
+        while not stop.is_set():
+            for run_id in self._orphans():
+                if (str(self._journal.path), run_id) in _ACTIVE:
+                    continue
+                await slots.acquire()
+                task = asyncio.create_task(one(run_id))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            try:
+                await asyncio.wait_for(stop.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- decisions and cancellation -----------------------------------------------------------------------
+
+    async def approve(
+        self, run_id: str, tool_call_id: str, *, approved: bool = True, note: str | None = None
+    ) -> None:
+        """Decide on a waiting call from any process; the run then continues (``resume`` or a worker)."""
+        self.approve_sync(run_id, tool_call_id, approved=approved, note=note)
+
+    def approve_sync(self, run_id: str, tool_call_id: str, *, approved: bool = True, note: str | None = None) -> None:
+        decide(self._journal, run_id, tool_call_id, approved=approved, note=note)
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a run from any process: it stops at its next step boundary (status ``cancelled``)."""
+        self.cancel_sync(run_id)
+
+    def cancel_sync(self, run_id: str) -> None:
+        request_cancel(self._journal, run_id)
+
+    # --- inspection -------------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """The run's status, steps (with timings and attempts), usage, error and pending decisions."""
+        info = run_info(self._journal, run_id)
+        if info is None:
+            raise UserError(f"no run {run_id!r} in {self.journal_path}")
+        return info
+
+    def list_runs(self, *, status: str | Sequence[str] | None = None, limit: int = 100) -> list[RunInfo]:
+        """This agent's runs, newest first."""
+        statuses = [status] if isinstance(status, str) else status
+        return [
+            run_info_from_row(self._journal, r, with_steps=False)
+            for r in self._journal.list_runs(agent=self.name, statuses=statuses, limit=limit)
+        ]
+
+    def _pending(self, run_id: str) -> list[PendingDecision]:
+        return pending_decisions(self._journal, run_id)
+
+
+# --- journal-level operations (shared with the CLI, which has no agent) ---------------------------------------
+
+
+def pending_decisions(journal: Journal, run_id: str) -> list[PendingDecision]:
+    out = []
+    for s in journal.steps(run_id):
+        if s.status == "waiting" and s.payload:
+            p = json.loads(s.payload)
+            out.append(PendingDecision(run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key,
+                                       s.started_at))
+    return out
+
+
+def decide(journal: Journal, run_id: str, tool_call_id: str, *, approved: bool, note: str | None) -> None:
+    row = journal.get_run(run_id)
+    if row is None:
+        raise UserError(f"no run {run_id!r} in {journal.path}")
+    pending = pending_decisions(journal, run_id)
+    match = [p for p in pending if p.tool_call_id == tool_call_id]
+    if not match:
+        waiting = ", ".join(f"{p.tool_name} ({p.tool_call_id})" for p in pending) or "none"
+        raise UserError(
+            f"run {run_id!r} has no call {tool_call_id!r} waiting for a decision (status {row.status}); "
+            f"waiting: {waiting}"
+        )
+    decision = Decision(approved=approved, note=note)
+    t = now()
+    statements: list[tuple[str, Sequence[Any]]] = [
+        (
+            "UPDATE perdure_steps SET status = 'done', result = ?, finished_at = ? "
+            "WHERE run_id = ? AND key = ? AND status = 'waiting'",
+            (decision.model_dump_json(), t, run_id, match[0].key),
+        )
+    ]
+    if len(pending) == 1:
+        statements.append(
+            (
+                "UPDATE perdure_runs SET status = 'pending', updated_at = ? WHERE run_id = ? AND status = 'waiting'",
+                (t, run_id),
+            )
+        )
+    journal.write(statements)
+
+
+def request_cancel(journal: Journal, run_id: str) -> None:
+    row = journal.get_run(run_id)
+    if row is None:
+        raise UserError(f"no run {run_id!r} in {journal.path}")
+    if row.status in FINAL_STATUSES:
+        return
+    t = now()
+    error = dumps({"type": "RunCancelled", "message": f"run {run_id!r} was cancelled"})
+    journal.write(
+        [
+            # Nobody executes a pending or waiting run: it ends now. A running one stops at its next step boundary.
+            (
+                "UPDATE perdure_runs SET status = 'cancelled', cancel_requested = 1, error = ?, updated_at = ?, "
+                "finished_at = ? WHERE run_id = ? AND status IN ('pending', 'waiting')",
+                (error, t, t, run_id),
+            ),
+            (
+                "UPDATE perdure_runs SET cancel_requested = 1, updated_at = ? WHERE run_id = ? AND status = 'running'",
+                (t, run_id),
+            ),
+        ]
+    )
+
+
+def run_info(journal: Journal, run_id: str) -> RunInfo | None:
+    row = journal.get_run(run_id)
+    return None if row is None else run_info_from_row(journal, row, with_steps=True)
+
+
+def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> RunInfo:
+    steps = journal.steps(row.run_id) if with_steps else []
+    if row.usage:
+        usage = Usage(**json.loads(row.usage))
+    elif with_steps:
+        usage = Usage(
+            requests=sum(1 for s in steps if s.kind == "model"),
+            input_tokens=sum(s.input_tokens for s in steps),
+            output_tokens=sum(s.output_tokens for s in steps),
+            tool_calls=sum(1 for s in steps if s.kind == "tool"),
+        )
+    else:
+        usage = Usage()
+    pending = [
+        PendingDecision(row.run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key, s.started_at)
+        for s in steps
+        if s.status == "waiting" and s.payload
+        for p in [json.loads(s.payload)]
+    ]
+    return RunInfo(
+        run_id=row.run_id,
+        agent=row.agent,
+        status=row.status,
+        prompt=json.loads(row.input).get("prompt"),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+        owner=row.owner,
+        lease_expires=row.lease_expires,
+        fingerprint=row.fingerprint,
+        usage=usage,
+        output=json.loads(row.output) if row.output else None,
+        error=json.loads(row.error) if row.error else None,
+        steps=[
+            StepInfo(s.key, step_kind(s.key), s.status, s.attempt, s.started_at, s.finished_at, s.input_tokens,
+                     s.output_tokens, s.describe)
+            for s in steps
+        ],
+        pending=pending,
+        trace_context=json.loads(row.trace_context) if row.trace_context else None,
+        cancel_requested=bool(row.cancel_requested),
+    )
+
+
+def _trace_context() -> str | None:
+    """The caller's W3C trace context, recorded at acceptance so every attempt continues one trace."""
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return dumps(carrier) if carrier else None

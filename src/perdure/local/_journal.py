@@ -1,0 +1,326 @@
+"""The SQLite journal: schema and migrations, run rows, step rows, group commit.
+
+Durability modes (``DurableAgent(..., durability=...)``), both in WAL mode:
+
+* ``"full"`` (default) — ``synchronous=FULL``: every committed step is on disk before the run moves on. A
+  process crash, a kill -9, a pod restart *or a power loss* loses no recorded step. One fsync per commit;
+  concurrent runs in one process share commits (group commit), so the fsync is paid once per batch.
+* ``"normal"`` — ``synchronous=NORMAL``: a process crash loses nothing (the WAL is in the OS's hands), but a
+  power loss or OS crash may lose the last commits: those steps run again on resume (at-least-once), and an
+  at-most-once tool whose start mark was lost may run twice. Several times faster per step.
+
+Table and column names are persisted compatibility data: pinned by a test, never renamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .._exceptions import UserError
+
+__all__ = ["SCHEMA_VERSION", "Durability", "Journal", "RunRow", "StepRow"]
+
+APPLICATION_ID = 0x50455244  # "PERD": marks the file as a perdure journal
+SCHEMA_VERSION = 1
+Durability = Literal["full", "normal"]
+
+# Versioned migrations: MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit.
+MIGRATIONS: list[Sequence[str]] = [
+    (
+        """CREATE TABLE perdure_runs (
+            run_id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            input TEXT NOT NULL,
+            output TEXT,
+            error TEXT,
+            usage TEXT,
+            owner TEXT,
+            lease_expires REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            trace_context TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL
+        )""",
+        "CREATE INDEX perdure_runs_status ON perdure_runs (status, agent)",
+        "CREATE INDEX perdure_runs_finished ON perdure_runs (finished_at) WHERE finished_at IS NOT NULL",
+        """CREATE TABLE perdure_steps (
+            run_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            describe TEXT NOT NULL,
+            status TEXT NOT NULL,
+            result TEXT,
+            payload TEXT,
+            attempt INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID""",
+    ),
+]
+
+RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "cancelled")
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    agent: str
+    fingerprint: str
+    status: str
+    input: str
+    output: str | None
+    error: str | None
+    usage: str | None
+    owner: str | None
+    lease_expires: float | None
+    cancel_requested: int
+    attempts: int
+    trace_context: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class StepRow:
+    run_id: str
+    key: str
+    seq: int
+    kind: str
+    describe: str
+    status: str  # started | done | waiting
+    result: str | None
+    payload: str | None
+    attempt: int
+    started_at: float
+    finished_at: float | None
+    input_tokens: int
+    output_tokens: int
+
+
+_RUN_COLS = ", ".join(RunRow.__dataclass_fields__)
+_STEP_COLS = ", ".join(StepRow.__dataclass_fields__)
+
+
+def _refuse(path: Path, why: str) -> UserError:
+    return UserError(
+        f"{path} is not a usable perdure journal: {why}. perdure left it untouched; "
+        "point DurableAgent(journal=...) or PERDURE_JOURNAL at another file"
+    )
+
+
+class Journal:
+    """One SQLite journal file. Thread-safe; writes from an event loop are group-committed."""
+
+    def __init__(self, path: str | os.PathLike[str], *, durability: Durability = "full") -> None:
+        if durability not in ("full", "normal"):
+            raise UserError(f"durability must be 'full' or 'normal', not {durability!r}")
+        self.path = Path(path)
+        self.durability: Durability = durability
+        self._lock = threading.RLock()
+        self._pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]] = []
+        self._flush_scheduled = False
+        self.commits = 0
+        self._conn = self._open()
+
+    # --- opening, checking, migrating ----------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        existed = path.exists() and path.stat().st_size > 0
+        if existed:
+            with open(path, "rb") as f:
+                header = f.read(16)
+            if header != b"SQLite format 3\x00":
+                raise _refuse(path, "it is not an SQLite database")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only from the first byte: create the file ourselves before SQLite opens it.
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        try:
+            if existed:
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if app_id != APPLICATION_ID:
+                    if app_id != 0 or tables:
+                        raise _refuse(path, "it is an SQLite database of another application")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise _refuse(
+                        path,
+                        f"it was written by a newer perdure (schema version {version}; this perdure knows up to "
+                        f"{SCHEMA_VERSION}); upgrade perdure to open it",
+                    )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(f"{path}{suffix}")
+            if p.exists():
+                try:
+                    os.chmod(p, stat.S_IRUSR | stat.S_IWUSR)
+                except OSError:
+                    pass
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version, SCHEMA_VERSION):
+                for sql in MIGRATIONS[target]:
+                    conn.execute(sql)
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- writes ----------------------------------------------------------------------------------------
+
+    def write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        """Run statements in one transaction, now (blocking)."""
+        with self._lock:
+            self._transaction(list(statements))
+
+    def _transaction(self, statements: list[tuple[str, Sequence[Any]]]) -> list[int]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        counts: list[int] = []
+        try:
+            for sql, params in statements:
+                counts.append(conn.execute(sql, params).rowcount)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return counts
+
+    def write_counts(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Like ``write``; returns each statement's row count (for compare-and-swap updates)."""
+        with self._lock:
+            return self._transaction(list(statements))
+
+    async def write_async(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+        """Record statements durably; writes from concurrent runs in this event loop share one commit.
+
+        Every write queued during one turn of the event loop is committed together at the start of the next:
+        with 100 runs in flight, one fsync covers all their steps instead of one each.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((statements, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            with self._lock:
+                self._transaction([s for statements, _ in batch for s in statements])
+        except Exception:
+            # One bad statement must not fail its neighbours: retry each write on its own.
+            for statements, future in batch:
+                try:
+                    with self._lock:
+                        self._transaction(statements)
+                except Exception as e:
+                    if not future.done():
+                        future.set_exception(e)
+                else:
+                    if not future.done():
+                        future.set_result(None)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    # --- reads -----------------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        rows = self.query(f"SELECT {_RUN_COLS} FROM perdure_runs WHERE run_id = ?", (run_id,))
+        return RunRow(*rows[0]) if rows else None
+
+    def steps(self, run_id: str) -> list[StepRow]:
+        rows = self.query(f"SELECT {_STEP_COLS} FROM perdure_steps WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [StepRow(*r) for r in rows]
+
+    def list_runs(
+        self,
+        *,
+        agent: str | None = None,
+        statuses: Sequence[str] | None = None,
+        limit: int | None = 100,
+        where: str | None = None,
+        params: Sequence[Any] = (),
+    ) -> list[RunRow]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if agent is not None:
+            clauses.append("agent = ?")
+            args.append(agent)
+        if statuses:
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if where:
+            clauses.append(where)
+            args.extend(params)
+        sql = f"SELECT {_RUN_COLS} FROM perdure_runs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created_at DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [RunRow(*r) for r in self.query(sql, args)]
+
+
+def now() -> float:
+    return time.time()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

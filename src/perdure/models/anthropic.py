@@ -1,0 +1,503 @@
+"""Anthropic Messages API models (Claude).
+
+Needs the ``anthropic`` extra (``pip install "perdure[anthropic]"``)::
+
+    from perdure.models.anthropic import AnthropicModel
+
+    model = AnthropicModel("claude-sonnet-4-5")  # key from ANTHROPIC_API_KEY
+
+The SDK's own retries are switched off (``max_retries=0``): perdure retries transient errors itself, with
+bounded backoff, so that a durable run records one model step however many attempts it took. SDK errors are
+mapped here to ``ModelHTTPError``, whose ``transient`` flag says whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from .._exceptions import MissingExtra, ModelHTTPError, UserError
+from ..messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    RetryPromptPart,
+    SystemPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from ..usage import RequestUsage
+from . import (
+    Model,
+    ModelRequestParameters,
+    ModelSettings,
+    StreamedResponse,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolDefinition,
+    http_error_is_transient,
+)
+
+try:
+    import anthropic
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise MissingExtra("anthropic", "anthropic") from e
+
+__all__ = ["AnthropicModel"]
+
+DEFAULT_MAX_TOKENS = 4096
+"""The Messages API requires ``max_tokens``; this is sent when ``ModelSettings`` has none."""
+
+_PLACEHOLDER_KEY = "not-needed"
+
+# The status an error type stands for, for errors sent as an event in the middle of a (200) stream.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+class AnthropicModel(Model):
+    """A Claude model through the Anthropic Messages API.
+
+    ``api_key`` defaults to the ``ANTHROPIC_API_KEY`` environment variable (``ANTHROPIC_AUTH_TOKEN`` works
+    too); with ``base_url`` and no key, a placeholder key is sent. Pass ``client`` to use your own
+    ``anthropic.AsyncAnthropic`` (it stays yours to close).
+
+    Without ``client``, the model opens one SDK client per event loop and closes it when that loop shuts down
+    (``asyncio.run`` finalizes it), so a model can serve many ``asyncio.run`` calls; ``await model.close()``
+    closes the current loop's client earlier.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self._model_name = model_name
+        self._base_url = base_url
+        self._api_key: str | None = None
+        self._fixed_client: Any = None
+        if client is not None:
+            if not isinstance(client, anthropic.AsyncAnthropic):
+                raise UserError(
+                    "AnthropicModel(client=...) needs an anthropic.AsyncAnthropic, "
+                    f"not {type(client).__name__}"
+                )
+            self._fixed_client = client.with_options(max_retries=0)
+        else:
+            key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+            if not key and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+                if base_url is None:
+                    raise UserError(
+                        f"AnthropicModel({model_name!r}) needs an API key: set the ANTHROPIC_API_KEY "
+                        "environment variable or pass api_key=..."
+                    )
+                key = _PLACEHOLDER_KEY
+            self._api_key = key
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def system(self) -> str:
+        return "anthropic"
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go."""
+        if self._fixed_client is not None:
+            return str(self._fixed_client.base_url)
+        return self._base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+
+    def __repr__(self) -> str:
+        return f"AnthropicModel({self._model_name!r}, base_url={self.base_url!r})"
+
+    async def close(self) -> None:
+        """Close the SDK client opened for the running event loop; a ``client`` you passed is left open."""
+        entry = self._clients.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry.guard.aclose()
+
+    async def __aenter__(self) -> AnthropicModel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        settings: ModelSettings | None,
+        params: ModelRequestParameters,
+    ) -> ModelResponse:
+        client = await self._client()
+        kwargs = self._message_kwargs(messages, settings, params)
+        try:
+            message = await client.messages.create(**kwargs)
+        except anthropic.APIError as e:
+            raise self._http_error(e) from e
+        return self._parse_message(message)
+
+    @asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        settings: ModelSettings | None,
+        params: ModelRequestParameters,
+    ) -> AsyncIterator[StreamedResponse]:
+        client = await self._client()
+        kwargs = self._message_kwargs(messages, settings, params)
+        try:
+            raw_events = await client.messages.create(**kwargs, stream=True)
+        except anthropic.APIError as e:
+            raise self._http_error(e) from e
+        async with raw_events:
+
+            async def events() -> AsyncGenerator[StreamEvent, None]:
+                try:
+                    async for raw in raw_events:
+                        for event in _stream_events(raw, streamed):
+                            yield event
+                except anthropic.APIError as e:
+                    raise self._http_error(e) from e
+
+            event_iterator = events()
+            streamed = StreamedResponse(event_iterator, model_name=self._model_name)
+            try:
+                yield streamed
+            finally:
+                await event_iterator.aclose()
+
+    # --- the SDK client ---------------------------------------------------------------------------------
+
+    async def _client(self) -> Any:
+        if self._fixed_client is not None:
+            return self._fixed_client
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(loop)
+        if entry is None:
+            options: dict[str, Any] = {"max_retries": 0}
+            if self._api_key is not None:
+                options["api_key"] = self._api_key
+            if self._base_url is not None:
+                options["base_url"] = self._base_url
+            entry = await _LoopClient.open(anthropic.AsyncAnthropic(**options))
+            self._clients[loop] = entry
+        return entry.client
+
+    # --- perdure → Messages API -------------------------------------------------------------------------
+
+    def _message_kwargs(
+        self, messages: list[ModelMessage], settings: ModelSettings | None, params: ModelRequestParameters
+    ) -> dict[str, Any]:
+        settings = settings or {}
+        system, chat = _anthropic_messages(messages)
+        kwargs: dict[str, Any] = {
+            "model": self._model_name,
+            "max_tokens": settings.get("max_tokens", DEFAULT_MAX_TOKENS),
+            "messages": chat,
+        }
+        if system:
+            kwargs["system"] = system
+        tools = [_tool(tool) for tool in params.tools]
+        if tools:
+            kwargs["tools"] = tools
+            must_call = not params.allow_text_output and params.native_output is None
+            tool_choice: dict[str, Any] = {"type": "any" if must_call else "auto"}
+            if settings.get("parallel_tool_calls") is False:
+                tool_choice["disable_parallel_tool_use"] = True
+            if must_call or len(tool_choice) > 1:
+                kwargs["tool_choice"] = tool_choice
+        if params.native_output is not None:
+            kwargs["output_config"] = {
+                "format": {"type": "json_schema", "schema": params.native_output.parameters_json_schema}
+            }
+        if "stop_sequences" in settings:
+            kwargs["stop_sequences"] = settings["stop_sequences"]
+        if "timeout" in settings:
+            kwargs["timeout"] = settings["timeout"]
+        # This SDK version no longer lists sampling parameters; models that accept them still do in the body.
+        sampling = {name: value for name, value in settings.items() if name in ("temperature", "top_p")}
+        if sampling:
+            kwargs["extra_body"] = sampling
+        return kwargs
+
+    # --- Messages API → perdure -------------------------------------------------------------------------
+
+    def _parse_message(self, message: Any) -> ModelResponse:
+        parts: list[TextPart | ToolCallPart] = []
+        for block in message.content:
+            if block.type == "text":
+                parts.append(TextPart(content=block.text))
+            elif block.type == "tool_use":
+                parts.append(
+                    ToolCallPart(tool_name=block.name, args=dict(block.input), tool_call_id=block.id)
+                )
+        return ModelResponse(
+            parts=parts,
+            usage=RequestUsage(
+                input_tokens=_input_tokens(message.usage), output_tokens=message.usage.output_tokens
+            ),
+            model_name=message.model or self._model_name,
+            finish_reason=message.stop_reason,
+        )
+
+    def _http_error(self, e: Any) -> ModelHTTPError:
+        return _http_error(e, model_name=self._model_name, base_url=self.base_url)
+
+
+class _LoopClient:
+    """An SDK client tied to one event loop, closed when that loop shuts down.
+
+    ``asyncio.run`` finalizes the async generators still open on its loop before closing it; ``guard`` is
+    such a generator, so the client's connections are closed on the loop that opened them instead of leaking
+    (a pooled connection cannot be reused, or even closed, from another loop).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.guard = self._close_at_shutdown()
+
+    @classmethod
+    async def open(cls, client: Any) -> _LoopClient:
+        entry = cls(client)
+        await anext(entry.guard)
+        return entry
+
+    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await self.client.close()
+
+
+def _last_instructions(messages: list[ModelMessage]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, ModelRequest):
+            return message.instructions
+    return None
+
+
+def _anthropic_messages(messages: list[ModelMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """The ``system`` text and the alternating user/assistant messages."""
+    system_parts: list[str] = []
+    out: list[dict[str, Any]] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+
+    for message in messages:
+        if isinstance(message, ModelRequest):
+            # tool_result blocks must open the user turn that follows the assistant's tool_use blocks.
+            results: list[dict[str, Any]] = []
+            texts: list[dict[str, Any]] = []
+            for part in message.parts:
+                if isinstance(part, SystemPromptPart):
+                    system_parts.append(part.content)
+                elif isinstance(part, UserPromptPart):
+                    texts.append({"type": "text", "text": part.content})
+                elif isinstance(part, ToolReturnPart):
+                    results.append(
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": part.tool_call_id,
+                            "content": part.model_response_str(),
+                        }
+                    )
+                elif isinstance(part, RetryPromptPart):
+                    if part.tool_call_id:
+                        results.append(
+                            {
+                                "type": "tool_result",
+                                "tool_use_id": part.tool_call_id,
+                                "content": part.model_response(),
+                                "is_error": True,
+                            }
+                        )
+                    else:
+                        texts.append({"type": "text", "text": part.model_response()})
+            add("user", results + texts)
+        else:
+            blocks: list[dict[str, Any]] = []
+            for response_part in message.parts:
+                if isinstance(response_part, TextPart):
+                    if response_part.content:
+                        blocks.append({"type": "text", "text": response_part.content})
+                else:
+                    blocks.append(
+                        {
+                            "type": "tool_use",
+                            "id": response_part.tool_call_id,
+                            "name": response_part.tool_name,
+                            "input": _tool_input(response_part),
+                        }
+                    )
+            add("assistant", blocks)
+    instructions = _last_instructions(messages)
+    system = "\n\n".join([*system_parts, *([instructions] if instructions else [])])
+    return system, out
+
+
+def _tool_input(call: ToolCallPart) -> dict[str, Any]:
+    try:
+        return call.args_as_dict()
+    except ValueError:
+        # Arguments that were not a JSON object; the retry prompt that follows tells the model so.
+        return {}
+
+
+def _tool(tool: ToolDefinition) -> dict[str, Any]:
+    definition: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters_json_schema}
+    if tool.description:
+        definition["description"] = tool.description
+    return definition
+
+
+def _input_tokens(usage: Any) -> int:
+    """All input tokens: uncached, written to the cache, and read from it."""
+    return sum(
+        getattr(usage, name, None) or 0
+        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+
+
+def _stream_events(raw: Any, streamed: StreamedResponse) -> list[StreamEvent]:
+    """perdure events for one raw Messages stream event; the index is Anthropic's content block index."""
+    kind = raw.type
+    if kind == "message_start":
+        message = raw.message
+        if message.model:
+            streamed.model_name = message.model
+        streamed.usage = RequestUsage(
+            input_tokens=_input_tokens(message.usage), output_tokens=message.usage.output_tokens or 0
+        )
+    elif kind == "content_block_start":
+        block = raw.content_block
+        if block.type == "text" and block.text:
+            return [TextDelta(raw.index, block.text)]
+        if block.type == "tool_use":
+            return [ToolCallDelta(raw.index, tool_name=block.name, tool_call_id=block.id)]
+    elif kind == "content_block_delta":
+        delta = raw.delta
+        if delta.type == "text_delta":
+            return [TextDelta(raw.index, delta.text)]
+        if delta.type == "input_json_delta":
+            return [ToolCallDelta(raw.index, args_delta=delta.partial_json)]
+    elif kind == "message_delta":
+        if raw.delta.stop_reason:
+            streamed.finish_reason = raw.delta.stop_reason
+        usage = raw.usage
+        input_tokens = _input_tokens(usage) if usage.input_tokens is not None else streamed.usage.input_tokens
+        streamed.usage = RequestUsage(input_tokens=input_tokens, output_tokens=usage.output_tokens or 0)
+    return []
+
+
+def _http_error(e: Any, *, model_name: str, base_url: str) -> ModelHTTPError:
+    """An SDK error as perdure's ``ModelHTTPError``, with the provider's own message."""
+    where = f"anthropic model {model_name!r}"
+    if isinstance(e, anthropic.APIStatusError):
+        message = _provider_message(e.body) or e.message
+        status: int | None = int(e.status_code)
+        if status is not None and status < 400:
+            # An error event inside a stream that had started with 200: its type says what happened.
+            status = _ERROR_TYPE_STATUS.get(_provider_error_type(e.body) or "")
+            return ModelHTTPError(
+                f"{where} failed while streaming: {message}",
+                status_code=status,
+                model_name=model_name,
+                transient=http_error_is_transient(status),
+            )
+        return ModelHTTPError(
+            f"{where} failed with HTTP {status}: {message}",
+            status_code=status,
+            model_name=model_name,
+            transient=http_error_is_transient(status),
+            retry_after=_retry_after(e.response.headers),
+        )
+    if isinstance(e, anthropic.APIConnectionError):  # includes APITimeoutError
+        cause = f" ({e.__cause__})" if e.__cause__ else ""
+        return ModelHTTPError(
+            f"{where}: could not get an answer from {base_url}: {e.message}{cause}",
+            model_name=model_name,
+            transient=True,
+        )
+    if isinstance(e, anthropic.APIResponseValidationError):
+        return ModelHTTPError(
+            f"{where} answered with data the SDK could not read: {e.message}",
+            status_code=int(e.status_code),
+            model_name=model_name,
+        )
+    return ModelHTTPError(f"{where} failed: {_provider_message(e.body) or e.message}", model_name=model_name)
+
+
+def _provider_message(body: object) -> str | None:
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping) and error.get("message"):
+            return str(error["message"])
+        if body.get("message"):
+            return str(body["message"])
+    elif isinstance(body, str) and body:
+        return body
+    return None
+
+
+def _provider_error_type(body: object) -> str | None:
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping) and error.get("type"):
+            return str(error["type"])
+    return None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if value := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
