@@ -114,11 +114,17 @@ class Tool:
             default = ... if p.default is p.empty else p.default
             fields[p.name] = (ann, Field(default, description=param_docs.get(p.name)))
             self._param_names.append(p.name)
-        config = ConfigDict(extra="allow" if self._var_kwargs else "forbid", arbitrary_types_allowed=True)
-        self._args_model: type[BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
-            f"{self.name}_args", __config__=config, **fields
-        )
-        schema = self._args_model.model_json_schema()
+        config = ConfigDict(extra="allow" if self._var_kwargs else "forbid")
+        try:
+            self._args_model: type[BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+                f"{self.name}_args", __config__=config, **fields
+            )  # ^ mypy cannot match **fields (a dict of (type, FieldInfo)) against create_model's overloads
+            schema = self._args_model.model_json_schema()
+        except pydantic.PydanticUserError as e:  # PydanticSchemaGenerationError / InvalidForJsonSchema too
+            raise UserError(
+                f"tool {self.name!r}: its parameters have no JSON schema ({e.message}); annotate them with "
+                "JSON-able types, dataclasses, pydantic models or typing_extensions.TypedDict"
+            ) from e
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
             if isinstance(prop, dict):
@@ -126,9 +132,15 @@ class Tool:
         schema.setdefault("properties", {})
         self.parameters_json_schema: dict[str, Any] = schema
         ret = hints.get("return", Any)
-        self._return_adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(
-            Any if ret is None or ret is type(None) else ret
-        )
+        try:
+            self._return_adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(
+                Any if ret is None or ret is type(None) else ret
+            )
+        except pydantic.PydanticUserError as e:
+            raise UserError(
+                f"tool {self.name!r}: its return type {ret!r} cannot be serialized to JSON ({e.message}); "
+                "return a JSON-able value, a dataclass or a pydantic model"
+            ) from e
         self._returns_any = ret is Any or "return" not in hints
 
     @property

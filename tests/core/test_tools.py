@@ -638,3 +638,25 @@ def test_function_model_is_told_the_tools_and_settings() -> None:
     assert info.output_tools == []
     assert info.allow_text_output
     assert info.model_settings == {"temperature": 0.1, "max_tokens": 10}
+
+
+class Opaque:
+    """Not JSON-able: no schema, no serializer."""
+
+
+def test_parameters_without_a_json_schema_are_a_user_error_naming_the_tool() -> None:
+    agent = Agent(TestModel())
+    with pytest.raises(UserError, match="tool 'use_handle': its parameters have no JSON schema"):
+
+        @agent.tool_plain
+        def use_handle(handle: Opaque) -> str:
+            return ""
+
+
+def test_unserializable_return_annotation_is_a_user_error_naming_the_tool_and_type() -> None:
+    agent = Agent(TestModel())
+    with pytest.raises(UserError, match="tool 'make_handle': its return type .*Opaque"):
+
+        @agent.tool_plain
+        def make_handle() -> Opaque:
+            return Opaque()
