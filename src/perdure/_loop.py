@@ -185,11 +185,10 @@ class AgentLoop(Generic[OutputT]):
 
     async def steps(self) -> AsyncGenerator[Operation, Any]:
         first: list[Any] = []
+        if not self.messages:
+            first.extend(SystemPromptPart(content=text) for text in self.agent._system_prompts)
         if self.run.prompt is not None:
             first.append(UserPromptPart(content=self.run.prompt))
-        if not self.messages:
-            for text in self.agent._system_prompts:
-                first.insert(0, SystemPromptPart(content=text))
         next_request: list[Any] = first
         if not next_request and self.messages and isinstance(self.messages[-1], ModelRequest):
             next_request = list(self.messages.pop().parts)  # continue a history that ends with a request
