@@ -442,3 +442,36 @@ def test_unscripted_request_fails_loudly(server: FakeProviderServer) -> None:
     # The fake server's own safety net: nothing queued means a 500, never a hang.
     with pytest.raises(ModelHTTPError, match="no scripted answer"):
         request(model_for(server), ask("hi"))
+
+
+def test_leaving_a_stream_early_closes_it(server: FakeProviderServer) -> None:
+    server.enqueue(openai_stream(["one", "two", "three"]), openai_completion("still fine"))
+    model = model_for(server)
+
+    async def go() -> tuple[list[StreamEvent], str | None]:
+        async with model:
+            first: list[StreamEvent] = []
+            async with model.request_stream(ask("count"), None, ModelRequestParameters()) as streamed:
+                async for event in streamed:
+                    first.append(event)
+                    break
+            # The connection is usable again: the next request on the same client goes through.
+            response = await model.request(ask("again"), None, ModelRequestParameters())
+            return first, response.text
+
+    first, text = asyncio.run(go())
+    assert [e.content for e in first if isinstance(e, TextDelta)] == ["one"]
+    assert text == "still fine"
+
+
+def test_error_in_the_middle_of_a_stream_is_transient(server: FakeProviderServer) -> None:
+    broken = openai_stream(["Hel"], usage=None)
+    assert broken.events is not None
+    broken.events[-2:] = [(None, {"error": {"message": "The server had an error while processing"}})]
+    server.enqueue(broken)
+
+    with pytest.raises(ModelHTTPError) as info:
+        stream(model_for(server), ask("hi"))
+
+    assert info.value.transient is True
+    assert "The server had an error while processing" in str(info.value)
