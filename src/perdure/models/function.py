@@ -148,8 +148,9 @@ class FunctionModel(Model):
                 else:
                     for index, delta in item.items():
                         yield ToolCallDelta(index + 1, delta.name, delta.json_args or "", delta.tool_call_id)
+            # Usage is known once the stream ends, before the consumer reads the response with get().
+            if stream.usage == RequestUsage():
+                stream.usage = estimate_usage(messages, stream.get())
 
         stream = StreamedResponse(events(), model_name=self._name)
         yield stream
-        if stream.usage == RequestUsage():
-            stream.usage = estimate_usage(messages, stream.get())
