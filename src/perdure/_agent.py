@@ -1,4 +1,4 @@
-"""``Agent``: the definition of an agent — model, instructions, tools, output type — and plain (non-durable) runs."""
+"""``Agent``: an agent's definition (model, instructions, tools, output type) and plain, non-durable runs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, overload
 
+from typing_extensions import TypeVar
 
 from ._engine import InlineEngine, new_run_id
 from ._exceptions import UserError
@@ -22,11 +23,12 @@ from .usage import UsageLimits
 
 __all__ = ["Agent"]
 
-DepsT = TypeVar("DepsT")
-OutputT = TypeVar("OutputT")
+# The defaults make a bare `Agent(model)` an `Agent[None, str]` for type checkers.
+DepsT = TypeVar("DepsT", default=None)
+OutputT = TypeVar("OutputT", default=str)
 F = TypeVar("F", bound=Callable[..., Any])
 
-Instructions = str | Callable[..., str | None | Awaitable[str | None]]
+Instructions = str | Callable[..., str | Awaitable[str | None] | None]
 
 
 class Agent(Generic[DepsT, OutputT]):
@@ -48,6 +50,9 @@ class Agent(Generic[DepsT, OutputT]):
     survive crashes.
     """
 
+    # Overloads only tell type checkers what OutputT is: the type given, str by default, or Any for a
+    # list/union of types (which a type checker cannot turn into one type).
+    @overload
     def __init__(
         self,
         model: Model | str | None = None,
@@ -55,7 +60,56 @@ class Agent(Generic[DepsT, OutputT]):
         name: str | None = None,
         instructions: Instructions | Sequence[Instructions] | None = None,
         system_prompt: str | Sequence[str] = (),
-        deps_type: type[DepsT] = type(None),  # type: ignore[assignment]
+        deps_type: type[DepsT] = ...,
+        output_type: type[OutputT],
+        output_mode: OutputMode = "tool",
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        retries: int = 1,
+        output_retries: int | None = None,
+        model_settings: ModelSettings | None = None,
+        retry_config: RetryConfig | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[DepsT, str],
+        model: Model | str | None = None,
+        *,
+        name: str | None = None,
+        instructions: Instructions | Sequence[Instructions] | None = None,
+        system_prompt: str | Sequence[str] = (),
+        deps_type: type[DepsT] = ...,
+        output_mode: OutputMode = "tool",
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        retries: int = 1,
+        output_retries: int | None = None,
+        model_settings: ModelSettings | None = None,
+        retry_config: RetryConfig | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Agent[DepsT, Any],
+        model: Model | str | None = None,
+        *,
+        name: str | None = None,
+        instructions: Instructions | Sequence[Instructions] | None = None,
+        system_prompt: str | Sequence[str] = (),
+        deps_type: type[DepsT] = ...,
+        output_type: Any,
+        output_mode: OutputMode = "tool",
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        retries: int = 1,
+        output_retries: int | None = None,
+        model_settings: ModelSettings | None = None,
+        retry_config: RetryConfig | None = None,
+    ) -> None: ...
+    def __init__(
+        self,
+        model: Model | str | None = None,
+        *,
+        name: str | None = None,
+        instructions: Instructions | Sequence[Instructions] | None = None,
+        system_prompt: str | Sequence[str] = (),
+        deps_type: Any = type(None),
         output_type: Any = str,
         output_mode: OutputMode = "tool",
         tools: Sequence[Tool | Callable[..., Any]] = (),
@@ -72,7 +126,7 @@ class Agent(Generic[DepsT, OutputT]):
             raise UserError("retries must be >= 0")
         self.model = model
         self.name = name
-        self.deps_type = deps_type
+        self.deps_type: type[Any] = deps_type
         self.output_type = output_type
         self.retries = retries
         self.output_retries = retries if output_retries is None else output_retries

@@ -1,8 +1,9 @@
 """Executing steps, shared by every engine, and the inline (non-durable) engine behind ``agent.run()``.
 
-An engine decides *how* each step is executed and recorded; *what* executing a step means is written here once:
-``perform_model_step`` sends a request (retrying transient errors, bounded) and ``perform_tool_step`` validates
-arguments, builds the ``RunContext``, calls the tool and turns what happened into a recorded ``ToolOutcome``.
+An engine decides *how* each step is executed and recorded; *what* executing a step means is written here
+once: ``perform_model_step`` sends a request (retrying transient errors, bounded) and ``perform_tool_step``
+validates arguments, builds the ``RunContext``, calls the tool and turns what happened into a recorded
+``ToolOutcome``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ async def perform_model_step(
 async def perform_tool_step(
     agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None = None
 ) -> ToolOutcome:
-    """One tool call. ``ModelRetry`` and exceptions become outcomes: an engine records them, never retries them."""
+    """One tool call. ``ModelRetry`` and exceptions become outcomes: engines record them, never retry them."""
     tool = agent._tools.get(step.tool_name)
     if tool is None:
         return ToolOutcome(
@@ -99,6 +100,7 @@ class InlineEngine:
         assert isinstance(step, WaitStep)
         raise ApprovalRequired(
             f"tool {step.tool_name!r} requires approval, and a plain agent.run() cannot wait for one; "
-            "run the agent durably (DurableAgent(agent).run(...)) to suspend the run until a decision arrives",
+            "run the agent durably (DurableAgent(agent).run(...)) to suspend the run until a decision "
+            "arrives",
             pending=[{"tool_name": step.tool_name, "tool_call_id": step.tool_call_id, "args": step.args}],
         )

@@ -42,7 +42,6 @@ from .messages import (
     ModelResponse,
     RetryPromptPart,
     SystemPromptPart,
-    TextPart,
     ToolCallPart,
     ToolReturnPart,
     UserPromptPart,
@@ -113,7 +112,7 @@ async def _maybe_await(value: Any) -> Any:
 
 
 def _normalize_ids(response: ModelResponse, turn: int) -> ModelResponse:
-    """Give every tool call a unique id: some models send none, or repeat them. Deterministic, so replay-safe."""
+    """Give every tool call a unique id: some models send none, or repeat them. Deterministic: replay-safe."""
     seen: set[str] = set()
     changed = False
     parts = list(response.parts)
@@ -351,7 +350,7 @@ class AgentLoop(Generic[OutputT]):
                     unknown_waits.append((c, t, a))
                     continue
                 results[c.tool_call_id] = self._outcome_part(c, t, outcome)
-            for c, t, a in unknown_waits:
+            for c, _, a in unknown_waits:
                 decision: Decision = yield WaitStep(
                     key=unknown_key(self.turn, c.tool_call_id),
                     turn=self.turn,

@@ -24,7 +24,7 @@ _DEFAULT_DESCRIPTION = "The final response which ends this conversation."
 
 
 def _is_object_type(tp: Any) -> bool:
-    # typing_extensions.is_typeddict also recognises typing_extensions.TypedDict, which pydantic requires on 3.11.
+    # typing_extensions.is_typeddict also knows typing_extensions.TypedDict, which pydantic requires on 3.11.
     return (
         (inspect.isclass(tp) and issubclass(tp, BaseModel))
         or dataclasses.is_dataclass(tp)
@@ -33,11 +33,12 @@ def _is_object_type(tp: Any) -> bool:
 
 
 def _own_docstring(tp: Any) -> str | None:
-    """The class's own docstring: not one inherited from BaseModel or dict, nor a dataclass's generated one."""
+    """The class's own docstring: not one inherited from BaseModel or dict, nor a generated dataclass one."""
     doc = vars(tp).get("__doc__") if inspect.isclass(tp) else None
     if not isinstance(doc, str) or not doc.strip():
         return None
-    if dataclasses.is_dataclass(tp) and doc.startswith(tp.__name__ + "("):
+    generated = f"{tp.__name__}("  # what @dataclass writes when the class has no docstring
+    if dataclasses.is_dataclass(tp) and doc.startswith(generated):
         return None
     return inspect.cleandoc(doc)
 

@@ -14,7 +14,7 @@ from ._engine import InlineEngine
 from ._loop import AgentLoop, AgentRunResult, drive
 from ._ops import ModelStep, Step, StepResult, ToolStep
 from ._tools import ToolOutcome
-from .messages import ModelMessage, ModelResponse, ToolCallPart
+from .messages import ModelMessage, ModelResponse
 from .models import Model, StreamEvent, TextDelta, ToolCallDelta
 from .usage import Usage
 
@@ -59,7 +59,7 @@ _DONE = object()
 
 
 class StreamedRunResult(Generic[OutputT]):
-    """A run in progress. Iterate one of the ``stream_*`` methods, then read ``output``, ``usage()``, messages."""
+    """A run in progress. Iterate one ``stream_*`` method, then read ``output``, ``usage()``, the messages."""
 
     def __init__(self, loop: AgentLoop[OutputT]) -> None:
         self._loop = loop
@@ -80,7 +80,7 @@ class StreamedRunResult(Generic[OutputT]):
         await self.get_output()
 
     async def stream_text(self, *, delta: bool = False) -> AsyncIterator[str]:
-        """The text of the model's responses: each delta, or (default) the text so far of the current response."""
+        """The model's text: each delta, or (the default) the text so far of the current response."""
         text = ""
         async for event in self.stream_events():
             if isinstance(event, TextDelta):
@@ -90,7 +90,7 @@ class StreamedRunResult(Generic[OutputT]):
                 text = ""
 
     async def stream_output(self) -> AsyncIterator[OutputT]:
-        """The output as it forms: partial structured output validated as it streams, then the final output."""
+        """The output as it forms: partial structured output validated as it streams, then the final one."""
         output = self._loop.agent._output
         text = ""
         args: dict[int, str] = {}

@@ -37,9 +37,9 @@ def _takes_ctx(fn: Callable[..., Any], hints: dict[str, Any]) -> bool:
 class ToolOutcome(BaseModel):
     """The recorded result of one tool call: what the model is sent, tagged by kind.
 
-    ``return``: ``value`` is the tool's return value in JSON form. ``retry``: ``message`` goes back to the model.
-    ``error``: the tool raised; the run fails. ``unknown``: an at-most-once call was interrupted by a crash.
-    ``denied``: a human denied the call.
+    ``return``: ``value`` is the tool's return value in JSON form. ``retry``: ``message`` goes back to the
+    model. ``error``: the tool raised; the run fails. ``unknown``: an at-most-once call was interrupted by a
+    crash. ``denied``: a human denied the call.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -109,7 +109,8 @@ class Tool:
             ann = hints.get(p.name, Any)
             if getattr(ann, "__origin__", ann) is RunContext:
                 raise UserError(
-                    f"tool {self.name!r}: RunContext must be the first parameter (use @agent.tool, not tool_plain)"
+                    f"tool {self.name!r}: a RunContext parameter needs @agent.tool (not tool_plain), "
+                    "and must come first"
                 )
             default = ... if p.default is p.empty else p.default
             fields[p.name] = (ann, Field(default, description=param_docs.get(p.name)))

@@ -1,8 +1,8 @@
 """The messages of a conversation with a model: JSON-serializable pydantic types.
 
 A conversation is a list of ``ModelRequest`` (what we send: prompts, tool results, retry prompts) and
-``ModelResponse`` (what the model answers: text and tool calls). ``ModelMessagesTypeAdapter`` turns a list into
-JSON and back, so a conversation can be stored and passed as ``message_history`` to continue it::
+``ModelResponse`` (what the model answers: text and tool calls). ``ModelMessagesTypeAdapter`` turns a list
+into JSON and back, so a conversation can be stored and passed as ``message_history`` to continue it::
 
     data = ModelMessagesTypeAdapter.dump_json(result.all_messages())
     history = ModelMessagesTypeAdapter.validate_json(data)

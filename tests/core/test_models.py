@@ -101,7 +101,10 @@ def test_on_retry_is_told_each_error_and_attempt() -> None:
     flaky = Flaky(transient(502), transient(504))
     asyncio.run(
         request_with_retries(
-            flaky.send, RetryConfig(), sleep=FakeSleep(), on_retry=lambda e, n: seen.append((e.status_code, n))
+            flaky.send,
+            RetryConfig(),
+            sleep=FakeSleep(),
+            on_retry=lambda e, n: seen.append((e.status_code, n)),
         )
     )
     assert seen == [(502, 1), (504, 2)]

@@ -1,14 +1,21 @@
 """Structured output: every kind of output type, unions, native mode, output validators."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired
 
 import pytest
 from pydantic import BaseModel
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from perdure import Agent, ModelRetry, RunContext, UnexpectedModelBehavior, UserError
-from perdure.messages import ModelMessage, ModelRequest, RetryPromptPart, TextPart, ToolCallPart, ToolReturnPart
+from perdure.messages import (
+    ModelMessage,
+    ModelRequest,
+    RetryPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+)
 from perdure.models.function import AgentInfo, FunctionModel
 from perdure.models.test import TestModel
 
@@ -57,14 +64,19 @@ def test_pydantic_model_output() -> None:
     assert tool.kind == "output"
     assert tool.description == "A city and its country."
     assert tool.parameters_json_schema == {
-        "properties": {"name": {"title": "Name", "type": "string"}, "country": {"title": "Country", "type": "string"}},
+        "properties": {
+            "name": {"title": "Name", "type": "string"},
+            "country": {"title": "Country", "type": "string"},
+        },
         "required": ["name", "country"],
         "type": "object",
     }
     assert not script.infos[0].allow_text_output
     # The output call is answered, so the history is complete for a next run.
     assert result.all_messages()[-1] == ModelRequest(
-        parts=[ToolReturnPart(tool_name="final_result", content="Final result processed.", tool_call_id="out")]
+        parts=[
+            ToolReturnPart(tool_name="final_result", content="Final result processed.", tool_call_id="out")
+        ]
     )
 
 
@@ -339,7 +351,10 @@ def test_text_part_alongside_output_call_is_ignored() -> None:
 
     script = Script(
         ModelResponse(
-            parts=[TextPart(content="thinking..."), ToolCallPart(tool_name="final_result", args={"response": 2})]
+            parts=[
+                TextPart(content="thinking..."),
+                ToolCallPart(tool_name="final_result", args={"response": 2}),
+            ]
         )
     )
     assert Agent(script.model, output_type=int).run_sync("x").output == 2

@@ -191,7 +191,9 @@ def test_tool_calls_limit_stops_before_running_the_calls() -> None:
 
 
 def _with_usage(response: ModelResponse, input_tokens: int, output_tokens: int) -> ModelResponse:
-    return response.model_copy(update={"usage": RequestUsage(input_tokens=input_tokens, output_tokens=output_tokens)})
+    return response.model_copy(
+        update={"usage": RequestUsage(input_tokens=input_tokens, output_tokens=output_tokens)}
+    )
 
 
 @pytest.mark.parametrize(
@@ -211,7 +213,11 @@ def test_token_limits(limits: UsageLimits, message: str) -> None:
 
 def test_limits_that_are_not_hit_let_the_run_finish() -> None:
     limits = UsageLimits(
-        request_limit=2, tool_calls_limit=1, input_tokens_limit=200, output_tokens_limit=20, total_tokens_limit=220
+        request_limit=2,
+        tool_calls_limit=1,
+        input_tokens_limit=200,
+        output_tokens_limit=20,
+        total_tokens_limit=220,
     )
     script = Script(_with_usage(call("again"), 100, 10), _with_usage(text("done"), 100, 10))
     assert _looping_agent(script).run_sync("x", usage_limits=limits).output == "done"
@@ -294,6 +300,6 @@ def test_missing_api_key_names_the_environment_variable(
 
 def test_model_must_be_a_model_or_a_string() -> None:
     with pytest.raises(UserError, match="model must be a Model"):
-        Agent(42)  # type: ignore[arg-type]  # misuse on purpose
+        Agent(42)  # type: ignore[call-overload]  # misuse on purpose
     with pytest.raises(UserError, match="retries"):
         Agent("test", retries=-1)

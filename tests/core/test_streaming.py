@@ -81,7 +81,9 @@ class Profile(TypedDict, total=False):
 
 
 def test_stream_output_yields_partial_structured_output() -> None:
-    async def profile(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[dict[int, DeltaToolCall]]:
+    async def profile(
+        messages: list[ModelMessage], info: AgentInfo
+    ) -> AsyncIterator[dict[int, DeltaToolCall]]:
         assert [t.name for t in info.output_tools] == ["final_result"]
         yield {0: DeltaToolCall(name="final_result", tool_call_id="out")}
         yield {0: DeltaToolCall(json_args='{"name": "Ad')}
@@ -129,7 +131,9 @@ def test_stream_output_of_text() -> None:
 
 
 def test_stream_events_include_tool_calls_and_results() -> None:
-    async def model(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | dict[int, DeltaToolCall]]:
+    async def model(
+        messages: list[ModelMessage], info: AgentInfo
+    ) -> AsyncIterator[str | dict[int, DeltaToolCall]]:
         if len(messages) == 1:
             yield {0: DeltaToolCall(name="add", tool_call_id="c1")}
             yield {0: DeltaToolCall(json_args='{"a": 1, ')}

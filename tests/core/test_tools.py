@@ -124,7 +124,11 @@ def test_schema_descriptions_from_sphinx_docstring() -> None:
     assert definition.description == "Greet someone."
     props = definition.parameters_json_schema["properties"]
     assert props["name"] == {"description": "Who to greet.", "type": "string"}
-    assert props["loud"] == {"default": False, "description": "Shout the greeting, in capitals.", "type": "boolean"}
+    assert props["loud"] == {
+        "default": False,
+        "description": "Shout the greeting, in capitals.",
+        "type": "boolean",
+    }
     assert definition.parameters_json_schema["required"] == ["name"]
 
 
@@ -146,7 +150,10 @@ def test_schema_of_nested_model_parameter_and_what_the_model_is_told() -> None:
     [tool] = script.infos[0].function_tools
     assert tool.name == "ship"
     assert tool.kind == "function"
-    assert tool.parameters_json_schema["properties"]["items"] == {"items": {"type": "string"}, "type": "array"}
+    assert tool.parameters_json_schema["properties"]["items"] == {
+        "items": {"type": "string"},
+        "type": "array",
+    }
     assert tool.parameters_json_schema["properties"]["to"] == {"$ref": "#/$defs/Address"}
     assert set(tool.parameters_json_schema["$defs"]["Address"]["properties"]) == {"street", "city"}
 
@@ -284,7 +291,9 @@ def test_tool_returning_a_model_round_trips_as_that_model() -> None:
     assert part.content == Forecast(city="Oslo", celsius=-3.5)
     assert part.model_response_str() == '{"city": "Oslo", "celsius": -3.5}'
     # Stored as JSON, it comes back as JSON data.
-    restored = ModelMessagesTypeAdapter.validate_json(ModelMessagesTypeAdapter.dump_json(result.all_messages()))
+    restored = ModelMessagesTypeAdapter.validate_json(
+        ModelMessagesTypeAdapter.dump_json(result.all_messages())
+    )
     tool_return = restored[2]
     assert isinstance(tool_return, ModelRequest)
     assert tool_return.parts[0].content == {"city": "Oslo", "celsius": -3.5}  # type: ignore[union-attr]
@@ -401,7 +410,9 @@ def test_arguments_that_are_not_an_object_go_back_to_the_model() -> None:
 
 
 def test_model_retry_from_a_tool_is_sent_back_and_ctx_retry_counts() -> None:
-    script = Script(call("lookup", {"user": "bob"}, "l1"), call("lookup", {"user": "Bob"}, "l2"), text("found"))
+    script = Script(
+        call("lookup", {"user": "bob"}, "l1"), call("lookup", {"user": "Bob"}, "l2"), text("found")
+    )
     agent = Agent(script.model, retries=2)
     seen_retries: list[int] = []
 
@@ -415,7 +426,9 @@ def test_model_retry_from_a_tool_is_sent_back_and_ctx_retry_counts() -> None:
     assert agent.run_sync("find bob").output == "found"
     assert seen_retries == [0, 1]
     assert script.last_request(1).parts == [
-        RetryPromptPart(content="No user 'bob'; names are capitalised.", tool_name="lookup", tool_call_id="l1")
+        RetryPromptPart(
+            content="No user 'bob'; names are capitalised.", tool_name="lookup", tool_call_id="l1"
+        )
     ]
 
 
@@ -655,7 +668,7 @@ def test_parameters_without_a_json_schema_are_a_user_error_naming_the_tool() -> 
 
 def test_unserializable_return_annotation_is_a_user_error_naming_the_tool_and_type() -> None:
     agent = Agent(TestModel())
-    with pytest.raises(UserError, match="tool 'make_handle': its return type .*Opaque"):
+    with pytest.raises(UserError, match=r"tool 'make_handle': its return type .*Opaque"):
 
         @agent.tool_plain
         def make_handle() -> Opaque:

@@ -1,6 +1,7 @@
 """Models: the protocol every provider implements, and ``infer_model`` for model strings.
 
-Provider SDKs are optional extras imported lazily: ``import perdure`` never imports ``openai`` or ``anthropic``.
+Provider SDKs are optional extras, imported lazily: ``import perdure`` never imports ``openai`` or
+``anthropic``.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ StreamEvent = TextDelta | ToolCallDelta
 
 
 class StreamedResponse:
-    """A model response arriving piece by piece. Iterate it for events; ``get()`` gives the response so far."""
+    """A model response arriving piece by piece. Iterate it for events; ``get()`` is the response so far."""
 
     def __init__(self, events: AsyncIterator[StreamEvent], *, model_name: str) -> None:
         self._events = events
@@ -160,7 +161,7 @@ class Model(ABC):
         settings: ModelSettings | None,
         params: ModelRequestParameters,
     ) -> ModelResponse:
-        """Send the conversation; return the model's response. Raise ``ModelHTTPError`` for provider errors."""
+        """Send the conversation; return the model's response. Raise ``ModelHTTPError`` on provider errors."""
 
     @asynccontextmanager
     async def request_stream(
@@ -228,7 +229,7 @@ _ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
 def infer_model(model: Model | str) -> Model:
-    """A ``Model`` from a model string: ``"openai:gpt-4.1-mini"``, ``"anthropic:claude-sonnet-4-5"``, ``"test"``."""
+    """A ``Model`` from a string: ``"openai:gpt-4.1-mini"``, ``"anthropic:claude-sonnet-4-5"``, ``"test"``."""
     if isinstance(model, Model):
         return model
     if not isinstance(model, str) or not model:

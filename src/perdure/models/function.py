@@ -4,7 +4,8 @@
 
     def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         if len(messages) == 1:
-            return ModelResponse(parts=[ToolCallPart(tool_name="add", args={"a": 1, "b": 2}, tool_call_id="c1")])
+            call = ToolCallPart(tool_name="add", args={"a": 1, "b": 2}, tool_call_id="c1")
+            return ModelResponse(parts=[call])
         return ModelResponse(parts=[TextPart(content="3")])
 
     agent = Agent(FunctionModel(answer), name="calc")
@@ -18,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from ..messages import ModelMessage, ModelResponse, TextPart
 from ..usage import RequestUsage
 from . import (
     Model,
@@ -77,8 +78,8 @@ StreamFunctionDef = Callable[[list[ModelMessage], AgentInfo], AsyncIterator[str 
 class FunctionModel(Model):
     """A model that calls ``fn(messages, info)`` (sync or async) for each request.
 
-    ``stream_fn(messages, info)`` — an async generator of text deltas (``str``) or ``{index: DeltaToolCall}`` —
-    serves streamed requests; without it, streaming replays ``fn``'s answer.
+    ``stream_fn(messages, info)`` — an async generator of text deltas (``str``) or
+    ``{index: DeltaToolCall}`` — serves streamed requests; without it, streaming replays ``fn``'s answer.
     """
 
     def __init__(

@@ -22,9 +22,10 @@ __all__ = ["TestModel"]
 class TestModel(Model):
     """A scripted model for tests.
 
-    First request: one call of each function tool in ``call_tools`` (``"all"`` by default) with arguments generated
-    from its JSON schema. Next request: the output — ``custom_output_text``, or ``custom_output_args`` for an
-    output tool, or a JSON summary of the tool results; structured output is generated from the schema.
+    First request: one call of each function tool in ``call_tools`` (``"all"`` by default) with arguments
+    generated from its JSON schema. Next request: the output — ``custom_output_text``, or
+    ``custom_output_args`` for an output tool, or a JSON summary of the tool results; structured output is
+    generated from the schema.
     """
 
     __test__ = False  # not a pytest test class
