@@ -9,8 +9,8 @@ tool side effects that already happened::
     durable = DurableAgent(agent)              # one SQLite file: perdure.db
     result = durable.run_sync("Refund order 42", run_id="refund-42")
 
-Engines: ``DurableAgent`` (embedded SQLite, here), ``perdure.dbos.DBOSAgent``, ``perdure.temporal.TemporalAgent``,
-``perdure.prefect.PrefectAgent``. Plain ``agent.run()`` is not durable.
+Engines: ``DurableAgent`` (embedded SQLite, here), ``perdure.dbos.DBOSAgent``,
+``perdure.temporal.TemporalAgent``, ``perdure.prefect.PrefectAgent``. Plain ``agent.run()`` is not durable.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ __all__ = [
     "RunCancelled",
     "RunContext",
     "RunInProgress",
-    "RunWaiting",
     "RunInfo",
+    "RunWaiting",
     "Tool",
     "ToolError",
     "UnexpectedModelBehavior",

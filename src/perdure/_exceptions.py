@@ -8,7 +8,7 @@ The hierarchy::
     ├── AgentRunError                 a run failed; the run keeps its journal and this error
     │   ├── UnexpectedModelBehavior   the model kept producing invalid output past the retry budget
     │   ├── UsageLimitExceeded        a UsageLimits bound was hit
-    │   ├── ModelHTTPError            the provider answered with an error (``transient`` says if retrying helps)
+    │   ├── ModelHTTPError            the provider answered with an error (``transient``: would a retry help)
     │   ├── ToolError                 a tool raised; the run failed at that step
     │   ├── ApprovalRequired          a tool needs a human decision and the engine cannot wait (plain runs)
     │   ├── RunCancelled              the run was cancelled
@@ -16,8 +16,8 @@ The hierarchy::
     ├── RunInProgress                 the run is executing in a live process right now
     └── RunWaiting                    the run is suspended, waiting for a human decision (not a failure)
 
-``ModelRetry`` is not an error of perdure's: tools and output validators raise it to send a message back to the
-model and ask it to try again.
+``ModelRetry`` is not an error of perdure's: tools and output validators raise it to send a message back to
+the model and ask it to try again.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class ModelRetry(Exception):  # noqa: N818 - the name users know from other agent frameworks
+class ModelRetry(Exception):  # no Error suffix: the name users know from other agent frameworks
     """Raise in a tool or output validator to send ``message`` back to the model and ask it to retry."""
 
     def __init__(self, message: str) -> None:
@@ -74,7 +74,8 @@ class MissingExtra(UserError, ImportError):
 
     def __init__(self, extra: str, module: str) -> None:
         super().__init__(
-            f'{module!r} is not installed; it comes with perdure\'s {extra!r} extra: pip install "perdure[{extra}]"'
+            f"{module!r} is not installed; it comes with perdure's {extra!r} extra: "
+            f'pip install "perdure[{extra}]"'
         )
         self.extra = extra
         self.name = module
@@ -90,6 +91,9 @@ class UnexpectedModelBehavior(AgentRunError):
     def __init__(self, message: str, body: str | None = None) -> None:
         super().__init__(message)
         self.body = body
+
+    def to_record(self) -> dict[str, Any]:
+        return {**super().to_record(), "body": self.body}
 
 
 class UsageLimitExceeded(AgentRunError):
@@ -119,7 +123,8 @@ class ModelHTTPError(AgentRunError):
         self.retry_after = retry_after
 
     def to_record(self) -> dict[str, Any]:
-        return {**super().to_record(), "status_code": self.status_code, "transient": self.transient}
+        fields = {"status_code": self.status_code, "model_name": self.model_name}
+        return {**super().to_record(), **fields, "transient": self.transient}
 
 
 class ToolError(AgentRunError):
@@ -159,13 +164,17 @@ class NonDeterminismError(AgentRunError):
     def __init__(self, *, run_id: str, step_key: str, recorded: str, requested: str) -> None:
         super().__init__(
             f"run {run_id!r} no longer replays: at step {step_key!r} the journal recorded {recorded}, "
-            f"but the agent now asks for {requested}. The agent's code changed in a way that changes the path "
-            "of this run; finish it with the code that started it, or start it again under a new run id."
+            f"but the agent now asks for {requested}. The agent's code changed in a way that changes the "
+            "path of this run; finish it with the code that started it, or start it again under a new run id."
         )
         self.run_id = run_id
         self.step_key = step_key
         self.recorded = recorded
         self.requested = requested
+
+    def to_record(self) -> dict[str, Any]:
+        fields = {"run_id": self.run_id, "step_key": self.step_key}
+        return {**super().to_record(), **fields, "recorded": self.recorded, "requested": self.requested}
 
 
 class RunInProgress(PerdureError):
@@ -216,14 +225,28 @@ def error_from_record(record: dict[str, Any]) -> AgentRunError:
     message = str(record.get("message", ""))
     if kind == "ModelHTTPError":
         return ModelHTTPError(
-            message, status_code=record.get("status_code"), transient=bool(record.get("transient"))
+            message,
+            status_code=record.get("status_code"),
+            model_name=record.get("model_name"),
+            transient=bool(record.get("transient")),
         )
     if kind == "ToolError":
         return ToolError(
             message, tool_name=str(record.get("tool_name", "")), error_type=str(record.get("error_type", ""))
         )
+    if kind == "UnexpectedModelBehavior":
+        return UnexpectedModelBehavior(message, body=record.get("body"))
+    if kind == "NonDeterminismError" and all(
+        isinstance(record.get(k), str) for k in ("run_id", "step_key", "recorded", "requested")
+    ):
+        return NonDeterminismError(
+            run_id=record["run_id"],
+            step_key=record["step_key"],
+            recorded=record["recorded"],
+            requested=record["requested"],
+        )
     cls = _BY_NAME.get(kind)
-    if cls is NonDeterminismError:
+    if cls is NonDeterminismError:  # a record from before the fields were recorded
         err = AgentRunError.__new__(NonDeterminismError)
         AgentRunError.__init__(err, message)
         return err

@@ -8,7 +8,7 @@ import perdure
 
 
 def test_all_is_pinned() -> None:
-    assert sorted(perdure.__all__) == [
+    assert perdure.__all__ == [
         "Agent",
         "AgentRunError",
         "AgentRunResult",
