@@ -290,6 +290,14 @@ class Agent(Generic[DepsT, OutputT]):
         model_settings: ModelSettings | None = None,
     ) -> AgentRunResult[OutputT]:
         """``run`` for code without an event loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise UserError(
+                "run_sync() cannot be called from a running event loop; use `await agent.run(...)`"
+            )
         return asyncio.run(
             self.run(
                 prompt,

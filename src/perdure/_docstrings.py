@@ -9,7 +9,7 @@ _GOOGLE_SECTION = re.compile(r"^(Args|Arguments|Parameters|Params|Keyword Args|K
 _GOOGLE_ANY_SECTION = re.compile(r"^[A-Z][A-Za-z ]*:\s*$")
 _GOOGLE_PARAM = re.compile(r"^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
 _NUMPY_UNDERLINE = re.compile(r"^-{3,}\s*$")
-_NUMPY_PARAM = re.compile(r"^(\*{0,2}\w+)\s*(:.*)?$")
+_NUMPY_PARAM = re.compile(r"^(\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)*)\s*(:.*)?$")  # "x, y : int" too
 _SPHINX_PARAM = re.compile(r"^:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
 
 
@@ -43,20 +43,19 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
             lines[i + 1].strip()
         ):
             body_end = min(body_end, i)
-            current = None
+            names: list[str] = []
             for line in lines[i + 2 :]:
                 if not line.strip():
-                    current = None if current is None else current
                     continue
                 if not line.startswith((" ", "\t")):
                     m = _NUMPY_PARAM.match(line.strip())
                     if m and not _NUMPY_UNDERLINE.match(line.strip()):
-                        current = m.group(1).lstrip("*")
-                        params[current] = ""
+                        names = [n.strip().lstrip("*") for n in m.group(1).split(",")]
+                        params.update(dict.fromkeys(names, ""))
                         continue
                     break
-                if current is not None:
-                    params[current] = f"{params[current]} {line.strip()}".strip()
+                for name in names:
+                    params[name] = f"{params[name]} {line.strip()}".strip()
         elif _NUMPY_UNDERLINE.match(lines[i + 1].strip()) and lines[i].strip():
             body_end = min(body_end, i)
 

@@ -7,6 +7,7 @@ which is what lets durable engines replay it. Engines drive it through ``drive``
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -401,12 +402,13 @@ class AgentLoop(Generic[OutputT]):
         self._tool_retries[name] = count
         budget = tool.retries if tool is not None and tool.retries is not None else self.agent.retries
         if count > budget:
-            detail = (
-                content if isinstance(content, str) else RetryPromptPart(content=content).model_response()
-            )
+            if isinstance(content, str):
+                detail, body = content, content
+            else:
+                detail = RetryPromptPart(content=content).model_response()
+                body = json.dumps(content, default=str)
             raise UnexpectedModelBehavior(
-                f"tool {name!r} exceeded its retry budget of {budget}; last error: {detail}",
-                body=str(content),
+                f"tool {name!r} exceeded its retry budget of {budget}; last error: {detail}", body=body
             )
         return RetryPromptPart(content=content, tool_name=name, tool_call_id=call.tool_call_id)
 

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import pydantic
 
 from ._engine import InlineEngine
+from ._exceptions import ModelHTTPError
 from ._loop import AgentLoop, AgentRunResult, drive
 from ._ops import ModelStep, Step, StepResult, ToolStep
 from ._tools import ToolOutcome
 from .messages import ModelMessage, ModelResponse
-from .models import Model, StreamEvent, TextDelta, ToolCallDelta
+from .models import Model, StreamEvent, TextDelta, ToolCallDelta, request_with_retries
 from .usage import Usage
 
 if TYPE_CHECKING:
@@ -162,10 +163,26 @@ async def run_streamed(
         return await inline.execute(step)
 
     async def _stream_model(step: ModelStep) -> ModelResponse:
-        async with model.request_stream(step.messages, step.settings, step.params) as stream:
-            async for event in stream:
-                emit(event)
-            response = stream.get()
+        async def send() -> ModelResponse:
+            started = False
+            try:
+                async with model.request_stream(step.messages, step.settings, step.params) as stream:
+                    async for event in stream:
+                        started = True
+                        emit(event)
+                    return stream.get()
+            except ModelHTTPError as e:
+                if not (started and e.transient):
+                    raise
+                # The consumer has seen part of this response: a retry would stream it twice.
+                raise ModelHTTPError(
+                    f"{e.message} (after the response started streaming, so it is not retried)",
+                    status_code=e.status_code,
+                    model_name=e.model_name,
+                    transient=False,
+                ) from e
+
+        response = await request_with_retries(send, agent.retry_config)
         emit(ModelResponseEndEvent(response))
         return response
 

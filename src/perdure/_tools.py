@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 from ._context import RunContext
 from ._docstrings import parse_docstring
@@ -25,13 +26,24 @@ SideEffects = Literal["at_least_once", "at_most_once"]
 """
 
 
+def _is_run_context(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return getattr(annotation, "__origin__", annotation) is RunContext
+
+
+def _has_description(annotation: Any) -> bool:
+    """``Annotated[int, Field(description=...)]``: that description wins over the docstring's."""
+    if get_origin(annotation) is not Annotated:
+        return False
+    return any(isinstance(m, FieldInfo) and m.description for m in get_args(annotation)[1:])
+
+
 def _takes_ctx(fn: Callable[..., Any], hints: dict[str, Any]) -> bool:
     params = list(inspect.signature(fn).parameters.values())
     if not params:
         return False
-    ann = hints.get(params[0].name, params[0].annotation)
-    origin = getattr(ann, "__origin__", ann)
-    return origin is RunContext
+    return _is_run_context(hints.get(params[0].name, params[0].annotation))
 
 
 class ToolOutcome(BaseModel):
@@ -73,13 +85,18 @@ class Tool:
             raise UserError(f"on_unknown must be 'tell_model' or 'wait', not {on_unknown!r}")
         self.function = function
         self.on_unknown = on_unknown
-        self.name = name or function.__name__
+        chosen = name or getattr(function, "__name__", None)
+        if not isinstance(chosen, str) or not chosen:
+            raise UserError(f"tool {function!r} has no __name__; give it one with Tool(..., name=...)")
+        self.name = chosen
         self.retries = retries
         self.requires_approval = requires_approval
         self.side_effects: SideEffects = side_effects
-        self.is_async = inspect.iscoroutinefunction(function)
+        # A callable object counts by its __call__ (inspect.iscoroutinefunction does not look there on 3.11).
+        target = function if inspect.isroutine(function) else type(function).__call__
+        self.is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(target)
         try:
-            hints = get_type_hints(function)
+            hints = get_type_hints(target, include_extras=True)  # keep Annotated[..., Field(...)]
         except Exception as e:
             raise UserError(f"tool {self.name!r}: cannot resolve its type hints ({e})") from e
         self.takes_ctx = _takes_ctx(function, hints) if takes_ctx is None else takes_ctx
@@ -93,7 +110,7 @@ class Tool:
             if not params:
                 raise UserError(f"tool {self.name!r} takes a RunContext but has no parameters")
             first = hints.get(params[0].name, params[0].annotation)
-            if first is not params[0].empty and getattr(first, "__origin__", first) is not RunContext:
+            if first is not params[0].empty and not _is_run_context(first):
                 # Without this check the tool would silently receive the context as its first argument.
                 raise UserError(
                     f"tool {self.name!r}: the first parameter of a tool that takes a context must be "
@@ -107,13 +124,15 @@ class Tool:
                 self._var_kwargs = True
                 continue
             ann = hints.get(p.name, Any)
-            if getattr(ann, "__origin__", ann) is RunContext:
+            if _is_run_context(ann):
                 raise UserError(
                     f"tool {self.name!r}: a RunContext parameter needs @agent.tool (not tool_plain), "
                     "and must come first"
                 )
             default = ... if p.default is p.empty else p.default
-            fields[p.name] = (ann, Field(default, description=param_docs.get(p.name)))
+            doc = param_docs.get(p.name)
+            described = doc is not None and not _has_description(ann)
+            fields[p.name] = (ann, Field(default, description=doc) if described else Field(default))
             self._param_names.append(p.name)
         config = ConfigDict(extra="allow" if self._var_kwargs else "forbid")
         try:
@@ -159,7 +178,12 @@ class Tool:
         args: tuple[Any, ...] = (ctx,) if self.takes_ctx else ()
         if self.is_async:
             return await self.function(*args, **kwargs)
-        return await asyncio.to_thread(self.function, *args, **kwargs)
+        result = await asyncio.to_thread(self.function, *args, **kwargs)
+        if inspect.isawaitable(
+            result
+        ):  # an object with an async __call__, or a function returning a coroutine
+            return await result
+        return result
 
     def dump_result(self, value: Any) -> Any:
         """The return value in JSON form; raises ``UserError`` naming the tool and type if it can't be."""

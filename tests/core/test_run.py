@@ -303,3 +303,31 @@ def test_model_must_be_a_model_or_a_string() -> None:
         Agent(42)  # type: ignore[call-overload]  # misuse on purpose
     with pytest.raises(UserError, match="retries"):
         Agent("test", retries=-1)
+
+
+def test_test_model_string_with_a_name() -> None:
+    agent = Agent("test:my-model")
+    result = agent.run_sync("x")
+    assert result.all_messages()[-1].model_name == "my-model"  # type: ignore[union-attr]
+
+
+def test_run_sync_inside_an_event_loop_says_to_await_run() -> None:
+    agent = Agent("test")
+
+    async def main() -> None:
+        agent.run_sync("x")
+
+    with pytest.raises(UserError, match=r"await agent\.run"):
+        asyncio.run(main())
+
+
+def test_model_settings_are_validated_by_pydantic() -> None:
+    import pydantic
+
+    from perdure.models import ModelSettings
+
+    adapter = pydantic.TypeAdapter(ModelSettings)  # engines journal settings as JSON
+    assert adapter.validate_json('{"temperature": 0.5, "max_tokens": 100}') == {
+        "temperature": 0.5,
+        "max_tokens": 100,
+    }

@@ -8,9 +8,9 @@ import pytest
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from perdure import Agent, ToolError
+from perdure import Agent, ModelHTTPError, ToolError
 from perdure.messages import ModelMessage, ModelRequest, ToolReturnPart
-from perdure.models import TextDelta, ToolCallDelta
+from perdure.models import RetryConfig, TextDelta, ToolCallDelta
 from perdure.models.function import AgentInfo, DeltaToolCall, FunctionModel
 
 from ._scripts import call, text
@@ -233,3 +233,45 @@ def test_output_is_unavailable_before_the_run_finishes() -> None:
             return await stream.get_output()
 
     assert asyncio.run(main()) == "done"
+
+
+def test_a_transient_error_before_the_stream_starts_is_retried() -> None:
+    attempts: list[int] = []
+
+    async def flaky(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ModelHTTPError("overloaded", status_code=529, transient=True)
+        yield "fine"
+
+    agent = Agent(FunctionModel(stream_fn=flaky), retry_config=RetryConfig(initial_delay=0.0))
+
+    async def main() -> list[str]:
+        async with agent.run_stream("x") as stream:
+            return [t async for t in stream.stream_text(delta=True)]
+
+    assert asyncio.run(main()) == ["fine"]
+    assert len(attempts) == 2
+
+
+def test_a_transient_error_mid_stream_is_not_retried() -> None:
+    attempts: list[int] = []
+
+    async def broken(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        attempts.append(1)
+        yield "partial "
+        raise ModelHTTPError("connection reset", transient=True)
+
+    agent = Agent(FunctionModel(stream_fn=broken), retry_config=RetryConfig(initial_delay=0.0))
+    seen: list[str] = []
+
+    async def main() -> None:
+        async with agent.run_stream("x") as stream:
+            async for t in stream.stream_text(delta=True):
+                seen.append(t)
+
+    with pytest.raises(ModelHTTPError, match="not retried") as info:
+        asyncio.run(main())
+    assert not info.value.transient
+    assert seen == ["partial "]
+    assert len(attempts) == 1

@@ -1,12 +1,13 @@
 """Function tools: schemas from signatures and docstrings, validation, retries, errors, parallel calls."""
 
 import asyncio
+import json
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from perdure import (
     Agent,
@@ -459,7 +460,9 @@ def test_exceeding_retries_with_invalid_arguments_carries_the_validation_errors(
     with pytest.raises(UnexpectedModelBehavior) as info:
         agent.run_sync("add")
     assert "a: Input should be a valid integer" in str(info.value)
-    assert info.value.body is not None and "int_parsing" in info.value.body
+    assert info.value.body is not None
+    [error] = json.loads(info.value.body)
+    assert (error["loc"], error["type"], error["input"]) == (["a"], "int_parsing", "y")
 
 
 def test_unknown_tool_name_is_a_retry_prompt_listing_tools() -> None:
@@ -673,3 +676,72 @@ def test_unserializable_return_annotation_is_a_user_error_naming_the_tool_and_ty
         @agent.tool_plain
         def make_handle() -> Opaque:
             return Opaque()
+
+
+def test_annotated_field_constraints_and_descriptions_are_kept() -> None:
+    script = Script(
+        call("pick", {"count": -1, "label": "ok"}, "bad"),
+        call("pick", {"count": 2, "label": "ok"}),
+        text("done"),
+    )
+    agent = Agent(script.model)
+
+    @agent.tool_plain
+    def pick(
+        count: Annotated[int, Field(ge=0, description="How many to pick.")],
+        label: Annotated[str, Field(max_length=5)],
+    ) -> int:
+        """Pick things.
+
+        Args:
+            count: Overridden by the Field description.
+            label: A short label.
+        """
+        return count
+
+    assert agent.run_sync("x").output == "done"
+    props = script.infos[0].function_tools[0].parameters_json_schema["properties"]
+    assert props["count"] == {"description": "How many to pick.", "minimum": 0, "type": "integer"}
+    assert props["label"] == {"description": "A short label.", "maxLength": 5, "type": "string"}
+    [retry] = script.last_request(1).parts
+    assert isinstance(retry, RetryPromptPart)
+    assert isinstance(retry.content, list)
+    assert retry.content[0]["type"] == "greater_than_equal"
+
+
+def test_numpy_docstring_with_several_names_on_one_line() -> None:
+    agent = Agent(TestModel())
+
+    @agent.tool_plain
+    def move(x: int, y: int, speed: float = 1.0) -> str:
+        """Move the cursor.
+
+        Parameters
+        ----------
+        x, y : int
+            Target coordinates.
+        speed : float, optional
+            Pixels per tick.
+        """
+        return "moved"
+
+    props = agent.tools["move"].definition.parameters_json_schema["properties"]
+    assert props["x"]["description"] == props["y"]["description"] == "Target coordinates."
+    assert props["speed"]["description"] == "Pixels per tick."
+
+
+class AsyncCallable:
+    """A callable object whose __call__ is async: not a coroutine function, but its result is awaitable."""
+
+    async def __call__(self, word: str) -> str:
+        await asyncio.sleep(0)
+        return word.upper()
+
+
+def test_callable_objects_as_tools() -> None:
+    with pytest.raises(UserError, match="name="):
+        Tool(AsyncCallable())
+    script = Script(call("shout", {"word": "hi"}), text("done"))
+    agent = Agent(script.model, tools=[Tool(AsyncCallable(), name="shout")])
+    agent.run_sync("x")
+    assert script.last_request(1).parts[0].content == "HI"  # type: ignore[union-attr]

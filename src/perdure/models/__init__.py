@@ -13,7 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
+
+from typing_extensions import TypedDict  # pydantic validates only this TypedDict on 3.11
 
 from .._exceptions import ModelHTTPError, UserError
 from ..messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
@@ -234,11 +236,11 @@ def infer_model(model: Model | str) -> Model:
         return model
     if not isinstance(model, str) or not model:
         raise UserError(f"model must be a Model or a string like 'openai:gpt-4.1-mini', not {model!r}")
-    if model == "test":
+    provider, sep, name = model.partition(":")
+    if model == "test" or (provider == "test" and name):
         from .test import TestModel
 
-        return TestModel()
-    provider, sep, name = model.partition(":")
+        return TestModel(model_name=name or "test")
     if not sep or not name:
         raise UserError(
             f"unknown model {model!r}: write it as 'provider:model-name', with provider one of "
