@@ -267,8 +267,17 @@ class _Executor:
                     "INSERT INTO perdure_steps (run_id, key, seq, kind, describe, status, result, attempt, "
                     "started_at, finished_at, input_tokens, output_tokens) VALUES (?,?,?,?,?,'done',?,?,?,?,?,?)",
                     (
-                        self.run_id, step.key, self._next_seq(), step.kind, step.describe(), encode_result(response),
-                        self.attempt, started, now(), response.usage.input_tokens, response.usage.output_tokens,
+                        self.run_id,
+                        step.key,
+                        self._next_seq(),
+                        step.kind,
+                        step.describe(),
+                        encode_result(response),
+                        self.attempt,
+                        started,
+                        now(),
+                        response.usage.input_tokens,
+                        response.usage.output_tokens,
                     ),
                 )
             ]
@@ -302,22 +311,45 @@ class _Executor:
                 (
                     f"{verb} INTO perdure_steps (run_id, key, seq, kind, describe, status, result, attempt, "
                     "started_at, finished_at) VALUES (?,?,?,?,?,'done',?,?,?,?)",
-                    (self.run_id, step.key, seq, step.kind, step.describe(), encode_result(result), self.attempt,
-                     started, now()),
+                    (
+                        self.run_id,
+                        step.key,
+                        seq,
+                        step.kind,
+                        step.describe(),
+                        encode_result(result),
+                        self.attempt,
+                        started,
+                        now(),
+                    ),
                 )
             ]
         )
 
     async def _wait(self, step: WaitStep) -> StepResult:
         payload = dumps(
-            {"tool_name": step.tool_name, "args": step.args, "tool_call_id": step.tool_call_id, "reason": step.reason}
+            {
+                "tool_name": step.tool_name,
+                "args": step.args,
+                "tool_call_id": step.tool_call_id,
+                "reason": step.reason,
+            }
         )
         await self.journal.write_async(
             [
                 (
                     "INSERT INTO perdure_steps (run_id, key, seq, kind, describe, status, payload, attempt, "
                     "started_at) VALUES (?,?,?,?,?,'waiting',?,?,?)",
-                    (self.run_id, step.key, self._next_seq(), step.kind, step.describe(), payload, self.attempt, now()),
+                    (
+                        self.run_id,
+                        step.key,
+                        self._next_seq(),
+                        step.kind,
+                        step.describe(),
+                        payload,
+                        self.attempt,
+                        now(),
+                    ),
                 )
             ]
         )
@@ -465,8 +497,17 @@ class DurableAgent(Generic[DepsT, OutputT]):
                     "INSERT OR IGNORE INTO perdure_runs (run_id, agent, fingerprint, status, input, owner, "
                     "lease_expires, attempts, trace_context, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
-                        run_id, self.name, self.agent.fingerprint(), status, encode_input(run), owner, lease,
-                        1 if status == "running" else 0, _trace_context(), t, t,
+                        run_id,
+                        self.name,
+                        self.agent.fingerprint(),
+                        status,
+                        encode_input(run),
+                        owner,
+                        lease,
+                        1 if status == "running" else 0,
+                        _trace_context(),
+                        t,
+                        t,
                     ),
                 )
             ]
@@ -600,8 +641,15 @@ class DurableAgent(Generic[DepsT, OutputT]):
                 (
                     "UPDATE perdure_runs SET status = ?, output = ?, error = ?, usage = ?, owner = NULL, "
                     "lease_expires = NULL, updated_at = ?, finished_at = ? WHERE run_id = ? AND status = 'running'",
-                    (status, output, dumps(error) if error else None, dumps(usage.__dict__) if usage else None, t,
-                     t, run_id),
+                    (
+                        status,
+                        output,
+                        dumps(error) if error else None,
+                        dumps(usage.__dict__) if usage else None,
+                        t,
+                        t,
+                        run_id,
+                    ),
                 )
             ]
         )
@@ -631,7 +679,9 @@ class DurableAgent(Generic[DepsT, OutputT]):
         async def replay_only(step: Step) -> StepResult:
             if step.key not in executor.recorded:
                 raise NonDeterminismError(
-                    run_id=row.run_id, step_key=step.key, recorded="no such step (the run is finished)",
+                    run_id=row.run_id,
+                    step_key=step.key,
+                    recorded="no such step (the run is finished)",
                     requested=step.describe(),
                 )
             return await executor.execute(step)
@@ -715,9 +765,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
 
     # --- decisions and cancellation -----------------------------------------------------------------------
 
-    async def approve(
-        self, run_id: str, tool_call_id: str, *, approved: bool = True, note: str | None = None
-    ) -> None:
+    async def approve(self, run_id: str, tool_call_id: str, *, approved: bool = True, note: str | None = None) -> None:
         """Decide on a waiting call from any process; the run then continues (``resume`` or a worker)."""
         self.approve_sync(run_id, tool_call_id, approved=approved, note=note)
 
@@ -760,8 +808,9 @@ def pending_decisions(journal: Journal, run_id: str) -> list[PendingDecision]:
     for s in journal.steps(run_id):
         if s.status == "waiting" and s.payload:
             p = json.loads(s.payload)
-            out.append(PendingDecision(run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key,
-                                       s.started_at))
+            out.append(
+                PendingDecision(run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key, s.started_at)
+            )
     return out
 
 
@@ -860,8 +909,17 @@ def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> Run
         output=json.loads(row.output) if row.output else None,
         error=json.loads(row.error) if row.error else None,
         steps=[
-            StepInfo(s.key, step_kind(s.key), s.status, s.attempt, s.started_at, s.finished_at, s.input_tokens,
-                     s.output_tokens, s.describe)
+            StepInfo(
+                s.key,
+                step_kind(s.key),
+                s.status,
+                s.attempt,
+                s.started_at,
+                s.finished_at,
+                s.input_tokens,
+                s.output_tokens,
+                s.describe,
+            )
             for s in steps
         ],
         pending=pending,

@@ -48,7 +48,11 @@ class Harness:
         """Start ``op`` in a child process and return at once."""
         cmd = [sys.executable, "-m", "perdure.testing.conformance.child", self.driver, op, json.dumps(args)]
         return subprocess.Popen(
-            cmd, env=self._env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cmd,
+            env=self._env(extra_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             cwd=self.workdir,
         )
 
@@ -70,8 +74,7 @@ class Harness:
         """Run ``op`` in a child process to the end; its outcome."""
         return self.finish(self.spawn(op, extra_env, **args), op)
 
-    def crash(self, op: str, point: str, *, run_id: str, extra_env: dict[str, str] | None = None,
-              **args: Any) -> None:
+    def crash(self, op: str, point: str, *, run_id: str, extra_env: dict[str, str] | None = None, **args: Any) -> None:
         """Run ``op`` in a child and SIGKILL it when it reaches the crash ``point``."""
         env = {"PERDURE_CRASH_AT": point, **(extra_env or {})}
         proc = self.spawn(op, env, run_id=run_id, **args)

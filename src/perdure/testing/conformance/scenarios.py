@@ -174,8 +174,11 @@ def parallel() -> Agent[Any, Any]:
     def script(messages: list[ModelMessage], turn: int, info: AgentInfo) -> ModelResponse:
         if turn == 1:
             return ModelResponse(
-                parts=[_call("charge_card", "p3", amount=300), _call("reserve", "p1", amount=100),
-                       _call("notify", "p2", amount=200)]
+                parts=[
+                    _call("charge_card", "p3", amount=300),
+                    _call("reserve", "p1", amount=100),
+                    _call("notify", "p2", amount=200),
+                ]
             )
         return ModelResponse(parts=[TextPart(content=f"done: {_summary(messages)}")])
 

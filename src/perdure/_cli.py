@@ -1,0 +1,293 @@
+"""The ``perdure`` command: demo, runs list|show|resume|cancel|prune, approve, worker.
+
+Human output uses rich; every listing takes ``--json`` for scripts. ``--journal`` defaults like the API
+(``$PERDURE_JOURNAL`` or ``perdure.db``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import PerdureError, UserError
+
+__all__ = ["main"]
+
+
+def _journal_default() -> str:
+    return os.environ.get("PERDURE_JOURNAL") or "perdure.db"
+
+
+def _open(path: str) -> Any:
+    from .local._journal import Journal
+
+    if not Path(path).exists():
+        raise UserError(f"no journal at {path}; pass --journal PATH or set PERDURE_JOURNAL")
+    return Journal(path)
+
+
+def _load_agent(spec: str, journal: str) -> Any:
+    """``module:attr`` naming an Agent or a DurableAgent (an Agent is wrapped in a DurableAgent on ``journal``)."""
+    from ._agent import Agent
+    from .local import DurableAgent
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"--agent/worker takes module:attribute (e.g. myapp.agents:support), not {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UserError(f"cannot import {module_name!r} ({e}); run from your project's directory") from e
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise UserError(f"module {module_name!r} has no attribute {attr!r}")
+    if isinstance(obj, DurableAgent):
+        return obj
+    if isinstance(obj, Agent):
+        return DurableAgent(obj, journal=journal)
+    raise UserError(f"{spec} is a {type(obj).__name__}, not an Agent or a DurableAgent")
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _runs_list(args: argparse.Namespace) -> int:
+    from .local._admin import parse_duration
+    from .local._durable import run_info_from_row
+
+    journal = _open(args.journal)
+    if args.stuck:
+        from .local._stuck import stuck_runs
+
+        infos = stuck_runs(journal, parse_duration(args.stuck))
+        if args.status:
+            infos = [i for i in infos if i.status == args.status]
+    else:
+        rows = journal.list_runs(agent=args.agent, statuses=[args.status] if args.status else None, limit=args.limit)
+        infos = [run_info_from_row(journal, r, with_steps=False) for r in rows]
+    if args.agent:
+        infos = [i for i in infos if i.agent == args.agent]
+    if args.json:
+        _print_json([i.to_json() for i in infos])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"runs in {args.journal}" + (f" stuck for {args.stuck}" if args.stuck else ""))
+    for col in ("run id", "agent", "status", "attempts", "created", "updated", "error"):
+        table.add_column(col)
+    colors = {
+        "completed": "green",
+        "failed": "red",
+        "cancelled": "magenta",
+        "waiting": "yellow",
+        "running": "cyan",
+    }
+    for i in infos:
+        error = (i.error or {}).get("message", "")
+        table.add_row(
+            i.run_id,
+            i.agent,
+            f"[{colors.get(i.status, 'white')}]{i.status}[/]",
+            str(i.attempts),
+            _when(i.created_at),
+            _when(i.updated_at),
+            error[:60],
+        )
+    Console().print(table)
+    return 0
+
+
+def _runs_show(args: argparse.Namespace) -> int:
+    from ._demo import render_timeline
+    from .local._durable import run_info
+
+    info = run_info(_open(args.journal), args.run_id)
+    if info is None:
+        raise UserError(f"no run {args.run_id!r} in {args.journal}")
+    if args.json:
+        _print_json(info.to_json())
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"[bold]{info.run_id}[/] — agent {info.agent}, [bold]{info.status}[/], {info.attempts} attempt(s)")
+    console.print(f"prompt: {info.prompt!r}")
+    u = info.usage
+    console.print(
+        f"usage: {u.requests} requests, {u.input_tokens} in / {u.output_tokens} out tokens, {u.tool_calls} tool calls"
+    )
+    console.print(render_timeline(info))
+    for p in info.pending:
+        console.print(
+            f"[yellow]waiting[/] for a decision on {p.tool_name}({json.dumps(p.args)}) — "
+            f"perdure approve {info.run_id} {p.tool_call_id} [--deny --note ...]"
+        )
+    if info.error:
+        console.print(f"[red]error:[/] {info.error.get('message')}")
+    if info.output is not None:
+        console.print(f"output: {json.dumps(info.output)}")
+    return 0
+
+
+def _runs_cancel(args: argparse.Namespace) -> int:
+    from .local._durable import request_cancel, run_info
+
+    journal = _open(args.journal)
+    request_cancel(journal, args.run_id)
+    info = run_info(journal, args.run_id)
+    assert info is not None
+    print(f"run {args.run_id}: {info.status}" + (" (stops at its next step)" if info.status == "running" else ""))
+    return 0
+
+
+def _runs_prune(args: argparse.Namespace) -> int:
+    from .local._admin import parse_duration, prune
+
+    ids = prune(_open(args.journal), parse_duration(args.older_than), dry_run=args.dry_run)
+    if args.json:
+        _print_json(ids)
+    else:
+        print(f"{'would prune' if args.dry_run else 'pruned'} {len(ids)} finished run(s) older than {args.older_than}")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from ._exceptions import RunWaiting
+
+    durable = _load_agent(args.agent, args.journal)
+    try:
+        result = durable.resume_sync(args.run_id)
+    except RunWaiting as e:
+        print(f"run {args.run_id} is waiting for a decision: " + ", ".join(p["tool_call_id"] for p in e.pending))
+        return 0
+    print(json.dumps(getattr(result.output, "model_dump", lambda: result.output)(), default=str))
+    return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from .local._durable import decide
+
+    decide(_open(args.journal), args.run_id, args.call_id, approved=not args.deny, note=args.note)
+    print(
+        f"run {args.run_id}: call {args.call_id} {'denied' if args.deny else 'approved'}; a worker or "
+        f"`perdure runs resume` continues the run"
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    durable = _load_agent(args.agent, args.journal)
+    print(f"perdure worker: agent {durable.name}, journal {durable.journal_path}, concurrency {args.concurrency}")
+    try:
+        asyncio.run(durable.serve(concurrency=args.concurrency))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import main as demo_main
+
+    return demo_main(model=args.model, journal=args.journal, keep=args.keep)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perdure", description="Durable AI agents: inspect and operate runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def journal_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--journal",
+            default=_journal_default(),
+            help="journal file (default: $PERDURE_JOURNAL or perdure.db)",
+        )
+
+    demo = sub.add_parser("demo", help="crash a run with SIGKILL mid-tool and recover it in a new process")
+    demo.add_argument("--model", default=None, help="run against a real model, e.g. openai:gpt-4.1-mini")
+    demo.add_argument("--journal", default=None, help="keep the journal at this path")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's temporary directory")
+    demo.set_defaults(fn=_demo)
+
+    runs = sub.add_parser("runs", help="list, show, resume, cancel and prune runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    ls = runs_sub.add_parser("list", help="list runs, newest first")
+    journal_opt(ls)
+    ls.add_argument("--status", choices=["pending", "running", "waiting", "completed", "failed", "cancelled"])
+    ls.add_argument(
+        "--stuck",
+        metavar="DURATION",
+        help="only runs whose owner is gone or that made no progress for DURATION (e.g. 10m)",
+    )
+    ls.add_argument("--agent", help="only runs of this agent")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(fn=_runs_list)
+    show = runs_sub.add_parser("show", help="one run: its step timeline, usage, decisions, error")
+    journal_opt(show)
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(fn=_runs_show)
+    resume = runs_sub.add_parser("resume", help="resume a run in this process")
+    journal_opt(resume)
+    resume.add_argument("run_id")
+    resume.add_argument("--agent", required=True, help="module:attr of the Agent or DurableAgent")
+    resume.set_defaults(fn=_resume)
+    cancel = runs_sub.add_parser("cancel", help="cancel a run; it stops at its next step")
+    journal_opt(cancel)
+    cancel.add_argument("run_id")
+    cancel.set_defaults(fn=_runs_cancel)
+    prune_p = runs_sub.add_parser("prune", help="delete finished runs older than a duration")
+    journal_opt(prune_p)
+    prune_p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d")
+    prune_p.add_argument("--dry-run", action="store_true")
+    prune_p.add_argument("--json", action="store_true")
+    prune_p.set_defaults(fn=_runs_prune)
+
+    approve = sub.add_parser("approve", help="approve (or --deny) a call waiting for a human")
+    journal_opt(approve)
+    approve.add_argument("run_id")
+    approve.add_argument("call_id")
+    approve.add_argument("--deny", action="store_true")
+    approve.add_argument("--note", default=None)
+    approve.set_defaults(fn=_approve)
+
+    worker = sub.add_parser("worker", help="execute started, decided and orphaned runs of an agent")
+    journal_opt(worker)
+    worker.add_argument("agent", help="module:attr of the Agent or DurableAgent")
+    worker.add_argument("--concurrency", type=int, default=8)
+    worker.set_defaults(fn=_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+    except PerdureError as e:
+        sys.stderr.write(f"perdure: {e}\n")
+        return 2
+    return code
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()
