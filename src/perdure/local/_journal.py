@@ -162,9 +162,8 @@ class Journal:
             if existed:
                 app_id = conn.execute("PRAGMA application_id").fetchone()[0]
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if app_id != APPLICATION_ID:
-                    if app_id != 0 or tables:
-                        raise _refuse(path, "it is an SQLite database of another application")
+                if app_id != APPLICATION_ID and (app_id != 0 or tables):
+                    raise _refuse(path, "it is an SQLite database of another application")
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise _refuse(
