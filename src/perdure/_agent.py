@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, overload
 from typing_extensions import TypeVar
 
 from ._engine import InlineEngine, new_run_id
-from ._exceptions import UserError
+from ._exceptions import ToolError, UserError
 from ._loop import AgentLoop, AgentRunResult, RunInput, drive
 from ._output import OutputMode, OutputSchema
 from ._streaming import StreamedRunResult, run_streamed
@@ -119,9 +119,7 @@ class Agent(Generic[DepsT, OutputT]):
         retry_config: RetryConfig | None = None,
     ) -> None:
         if model is not None and not isinstance(model, Model | str):
-            raise UserError(
-                f"model must be a Model or a model string like 'openai:gpt-4.1-mini', not {model!r}"
-            )
+            raise UserError(f"model must be a Model or a model string like 'openai:gpt-4.1-mini', not {model!r}")
         if retries < 0:
             raise UserError("retries must be >= 0")
         self.model = model
@@ -138,9 +136,7 @@ class Agent(Generic[DepsT, OutputT]):
             self._instructions = [instructions]
         else:
             self._instructions = list(instructions)
-        self._system_prompts: list[str] = (
-            [system_prompt] if isinstance(system_prompt, str) else list(system_prompt)
-        )
+        self._system_prompts: list[str] = [system_prompt] if isinstance(system_prompt, str) else list(system_prompt)
         self._output = OutputSchema(output_type, mode=output_mode)
         self._output_validators: list[Callable[..., Any]] = []
         self._tools: dict[str, Tool] = {}
@@ -227,9 +223,7 @@ class Agent(Generic[DepsT, OutputT]):
         """A hash of what decides a run's path: name, static instructions, tools, output schema, model."""
         data = {
             "name": self.name,
-            "instructions": [
-                i if isinstance(i, str) else getattr(i, "__qualname__", "fn") for i in self._instructions
-            ],
+            "instructions": [i if isinstance(i, str) else getattr(i, "__qualname__", "fn") for i in self._instructions],
             "tools": sorted(
                 (
                     t.name,
@@ -239,9 +233,7 @@ class Agent(Generic[DepsT, OutputT]):
                 )
                 for t in self._tools.values()
             ),
-            "output": [
-                json.dumps(d.parameters_json_schema, sort_keys=True) for d in self._output.tool_definitions
-            ],
+            "output": [json.dumps(d.parameters_json_schema, sort_keys=True) for d in self._output.tool_definitions],
             "model": self.model_name,
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -277,7 +269,11 @@ class Agent(Generic[DepsT, OutputT]):
             model_settings=model_settings,
         )
         engine = InlineEngine(self, resolved, deps=deps, run_id=run.run_id, prompt=prompt)
-        return await drive(self.new_loop(run, deps, resolved), engine.execute)
+        try:
+            return await drive(self.new_loop(run, deps, resolved), engine.execute)
+        except ToolError as e:
+            engine.with_cause(e)  # the traceback into the tool's code
+            raise
 
     def run_sync(
         self,
@@ -295,9 +291,7 @@ class Agent(Generic[DepsT, OutputT]):
         except RuntimeError:
             pass
         else:
-            raise UserError(
-                "run_sync() cannot be called from a running event loop; use `await agent.run(...)`"
-            )
+            raise UserError("run_sync() cannot be called from a running event loop; use `await agent.run(...)`")
         return asyncio.run(
             self.run(
                 prompt,

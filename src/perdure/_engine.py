@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._context import RunContext
-from ._exceptions import ApprovalRequired, ModelRetry, UserError
+from ._exceptions import ApprovalRequired, ModelRetry, ToolError, UserError
 from ._ops import ModelStep, Step, StepResult, ToolStep, WaitStep
 from ._tools import ToolOutcome
 from .messages import ModelResponse
@@ -50,11 +50,18 @@ async def perform_tool_step(
     agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None = None
 ) -> ToolOutcome:
     """One tool call. ``ModelRetry`` and exceptions become outcomes: engines record them, never retry them."""
+    outcome, _ = await _call_tool(agent, step, deps=deps, run_id=run_id, prompt=prompt)
+    return outcome
+
+
+async def _call_tool(
+    agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None
+) -> tuple[ToolOutcome, Exception | None]:
+    """``perform_tool_step``, also returning the exception behind an ``error`` outcome (for its traceback)."""
     tool = agent._tools.get(step.tool_name)
     if tool is None:
-        return ToolOutcome(
-            kind="error", message=f"the agent has no tool {step.tool_name!r}", error_type="UserError"
-        )
+        message = f"the agent has no tool {step.tool_name!r}"
+        return ToolOutcome(kind="error", message=message, error_type="UserError"), None
     ctx: RunContext[Any] = RunContext(
         deps=deps,
         run_id=run_id,
@@ -69,34 +76,36 @@ async def perform_tool_step(
     try:
         value = await tool.call(tool.validate_args(step.args), ctx)
     except ModelRetry as e:
-        return ToolOutcome(kind="retry", message=e.message)
+        return ToolOutcome(kind="retry", message=e.message), None
     except Exception as e:
-        return ToolOutcome(kind="error", message=f"{type(e).__name__}: {e}", error_type=type(e).__name__)
+        message = f"{type(e).__name__}: {e}"
+        return ToolOutcome(kind="error", message=message, error_type=type(e).__name__), e
     try:
-        return ToolOutcome(kind="return", value=tool.dump_result(value))
+        return ToolOutcome(kind="return", value=tool.dump_result(value)), None
     except UserError as e:
-        return ToolOutcome(kind="error", message=e.message, error_type="UserError")
+        return ToolOutcome(kind="error", message=e.message, error_type="UserError"), e
 
 
 class InlineEngine:
     """Executes every step directly, recording nothing: ``agent.run()``."""
 
-    def __init__(
-        self, agent: Agent[Any, Any], model: Model, *, deps: Any, run_id: str, prompt: str | None
-    ) -> None:
+    def __init__(self, agent: Agent[Any, Any], model: Model, *, deps: Any, run_id: str, prompt: str | None) -> None:
         self.agent = agent
         self.model = model
         self.deps = deps
         self.run_id = run_id
         self.prompt = prompt
+        self.tool_errors: dict[str, Exception] = {}
+        """The exception behind each failed tool (by name), so a plain run's ToolError keeps its traceback."""
 
     async def execute(self, step: Step) -> StepResult:
         if isinstance(step, ModelStep):
             return await perform_model_step(self.model, step, self.agent.retry_config)
         if isinstance(step, ToolStep):
-            return await perform_tool_step(
-                self.agent, step, deps=self.deps, run_id=self.run_id, prompt=self.prompt
-            )
+            outcome, error = await _call_tool(self.agent, step, deps=self.deps, run_id=self.run_id, prompt=self.prompt)
+            if error is not None:
+                self.tool_errors[step.tool_name] = error
+            return outcome
         assert isinstance(step, WaitStep)
         raise ApprovalRequired(
             f"tool {step.tool_name!r} requires approval, and a plain agent.run() cannot wait for one; "
@@ -104,3 +113,9 @@ class InlineEngine:
             "arrives",
             pending=[{"tool_name": step.tool_name, "tool_call_id": step.tool_call_id, "args": step.args}],
         )
+
+    def with_cause(self, error: ToolError) -> None:
+        """Set the tool's own exception as ``error.__cause__``: the traceback into the user's code."""
+        cause = self.tool_errors.get(error.tool_name)
+        if cause is not None and error.__cause__ is None:
+            error.__cause__ = cause

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import pydantic
 
 from ._engine import InlineEngine
-from ._exceptions import ModelHTTPError
+from ._exceptions import ModelHTTPError, ToolError
 from ._loop import AgentLoop, AgentRunResult, drive
 from ._ops import ModelStep, Step, StepResult, ToolStep
 from ._tools import ToolOutcome
@@ -99,7 +99,11 @@ class StreamedRunResult(Generic[OutputT]):
         last: Any = None
         async for event in self.stream_events():
             value: Any = None
-            if isinstance(event, TextDelta) and output.allow_text:
+            if isinstance(event, TextDelta) and output.native_definition is not None:
+                text += event.content  # native structured output arrives as JSON text
+                with suppress(pydantic.ValidationError, ValueError):
+                    value = output.tools[0].validate_args(text, partial=True)
+            elif isinstance(event, TextDelta) and output.allow_text:
                 text += event.content
                 value = text
             elif isinstance(event, ToolCallDelta):
@@ -189,6 +193,9 @@ async def run_streamed(
     async def main() -> AgentRunResult[OutputT]:
         try:
             return await drive(loop, execute)
+        except ToolError as e:
+            inline.with_cause(e)  # the traceback into the tool's code
+            raise
         finally:
             emit(_DONE)
 

@@ -61,9 +61,7 @@ def _round_trip(error: AgentRunError) -> AgentRunError:
         UnexpectedModelBehavior("bad output", body="raw body"),
         ModelHTTPError("overloaded", status_code=529, model_name="claude", transient=True),
         ToolError("tool 'pay' failed: boom", tool_name="pay", error_type="RuntimeError"),
-        NonDeterminismError(
-            run_id="r1", step_key="turn/2/model", recorded="a tool call", requested="a request"
-        ),
+        NonDeterminismError(run_id="r1", step_key="turn/2/model", recorded="a tool call", requested="a request"),
     ],
     ids=lambda e: type(e).__name__,
 )

@@ -74,9 +74,7 @@ def test_pydantic_model_output() -> None:
     assert not script.infos[0].allow_text_output
     # The output call is answered, so the history is complete for a next run.
     assert result.all_messages()[-1] == ModelRequest(
-        parts=[
-            ToolReturnPart(tool_name="final_result", content="Final result processed.", tool_call_id="out")
-        ]
+        parts=[ToolReturnPart(tool_name="final_result", content="Final result processed.", tool_call_id="out")]
     )
 
 
@@ -204,9 +202,7 @@ def test_text_when_structured_output_is_required_is_retried() -> None:
     result = Agent(script.model, output_type=City).run_sync("x")
     assert result.output.name == "Paris"
     assert script.last_request(1).parts == [
-        RetryPromptPart(
-            content="Plain text responses are not permitted, please include your response in a tool call."
-        )
+        RetryPromptPart(content="Plain text responses are not permitted, please include your response in a tool call.")
     ]
 
 

@@ -191,9 +191,7 @@ def test_tool_calls_limit_stops_before_running_the_calls() -> None:
 
 
 def _with_usage(response: ModelResponse, input_tokens: int, output_tokens: int) -> ModelResponse:
-    return response.model_copy(
-        update={"usage": RequestUsage(input_tokens=input_tokens, output_tokens=output_tokens)}
-    )
+    return response.model_copy(update={"usage": RequestUsage(input_tokens=input_tokens, output_tokens=output_tokens)})
 
 
 @pytest.mark.parametrize(
@@ -290,9 +288,7 @@ def test_unknown_provider_lists_the_known_ones() -> None:
     ("model", "env"),
     [("openai:gpt-4.1-mini", "OPENAI_API_KEY"), ("anthropic:claude-sonnet-4-5", "ANTHROPIC_API_KEY")],
 )
-def test_missing_api_key_names_the_environment_variable(
-    model: str, env: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_api_key_names_the_environment_variable(model: str, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(env, raising=False)
     with pytest.raises(UserError, match=f"set the {env} environment variable"):
         Agent(model).run_sync("x")

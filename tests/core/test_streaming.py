@@ -81,9 +81,7 @@ class Profile(TypedDict, total=False):
 
 
 def test_stream_output_yields_partial_structured_output() -> None:
-    async def profile(
-        messages: list[ModelMessage], info: AgentInfo
-    ) -> AsyncIterator[dict[int, DeltaToolCall]]:
+    async def profile(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[dict[int, DeltaToolCall]]:
         assert [t.name for t in info.output_tools] == ["final_result"]
         yield {0: DeltaToolCall(name="final_result", tool_call_id="out")}
         yield {0: DeltaToolCall(json_args='{"name": "Ad')}
@@ -131,9 +129,7 @@ def test_stream_output_of_text() -> None:
 
 
 def test_stream_events_include_tool_calls_and_results() -> None:
-    async def model(
-        messages: list[ModelMessage], info: AgentInfo
-    ) -> AsyncIterator[str | dict[int, DeltaToolCall]]:
+    async def model(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | dict[int, DeltaToolCall]]:
         if len(messages) == 1:
             yield {0: DeltaToolCall(name="add", tool_call_id="c1")}
             yield {0: DeltaToolCall(json_args='{"a": 1, ')}
@@ -211,8 +207,9 @@ def test_streamed_run_errors_surface_from_the_stream() -> None:
         async with agent.run_stream("x") as stream:
             [_ async for _ in stream.stream_text()]
 
-    with pytest.raises(ToolError, match="kaboom"):
+    with pytest.raises(ToolError, match="kaboom") as info:
         asyncio.run(main())
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_output_is_unavailable_before_the_run_finishes() -> None:
@@ -275,3 +272,42 @@ def test_a_transient_error_mid_stream_is_not_retried() -> None:
     assert not info.value.transient
     assert seen == ["partial "]
     assert len(attempts) == 1
+
+
+def test_stream_output_of_native_structured_output() -> None:
+    async def profile(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        for piece in ['{"name": "Gr', 'ace", "city": "NY', 'C"}']:
+            yield piece
+
+    agent = Agent(FunctionModel(stream_fn=profile), output_type=Profile, output_mode="native")
+
+    async def main() -> list[Any]:
+        async with agent.run_stream("who?") as stream:
+            return [p async for p in stream.stream_output()]
+
+    assert asyncio.run(main()) == [
+        {"name": "Gr"},
+        {"name": "Grace", "city": "NY"},
+        {"name": "Grace", "city": "NYC"},
+    ]
+
+
+def test_stream_output_with_a_union_of_output_tools() -> None:
+    class Found(TypedDict, total=False):
+        name: str
+
+    class Missing(TypedDict, total=False):
+        reason: str
+
+    async def answer(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[dict[int, DeltaToolCall]]:
+        yield {0: DeltaToolCall(name="final_result_Missing", json_args='{"reason": "no')}
+        yield {0: DeltaToolCall(json_args='t here"}')}
+
+    # mypy cannot join TypedDict classes in a list literal (a mypy bug, not a perdure API limit)
+    agent = Agent(FunctionModel(stream_fn=answer), output_type=[Found, Missing])  # type: ignore[list-item]
+
+    async def main() -> list[Any]:
+        async with agent.run_stream("find it") as stream:
+            return [p async for p in stream.stream_output()]
+
+    assert asyncio.run(main()) == [{"reason": "no"}, {"reason": "not here"}]

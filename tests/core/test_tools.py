@@ -292,9 +292,7 @@ def test_tool_returning_a_model_round_trips_as_that_model() -> None:
     assert part.content == Forecast(city="Oslo", celsius=-3.5)
     assert part.model_response_str() == '{"city": "Oslo", "celsius": -3.5}'
     # Stored as JSON, it comes back as JSON data.
-    restored = ModelMessagesTypeAdapter.validate_json(
-        ModelMessagesTypeAdapter.dump_json(result.all_messages())
-    )
+    restored = ModelMessagesTypeAdapter.validate_json(ModelMessagesTypeAdapter.dump_json(result.all_messages()))
     tool_return = restored[2]
     assert isinstance(tool_return, ModelRequest)
     assert tool_return.parts[0].content == {"city": "Oslo", "celsius": -3.5}  # type: ignore[union-attr]
@@ -315,6 +313,7 @@ def test_tool_returning_a_non_serializable_object_fails_naming_tool_and_type() -
     assert info.value.tool_name == "open_file"
     assert "'open_file'" in str(info.value)
     assert "Handle" in str(info.value)
+    assert isinstance(info.value.__cause__, UserError)
 
 
 def test_tool_raising_fails_the_run_with_a_tool_error() -> None:
@@ -329,6 +328,9 @@ def test_tool_raising_fails_the_run_with_a_tool_error() -> None:
     assert info.value.tool_name == "charge"
     assert info.value.error_type == "ConnectionError"
     assert "bank is down" in str(info.value)
+    # A plain run keeps the tool's own exception, with its traceback into the tool's code.
+    assert isinstance(info.value.__cause__, ConnectionError)
+    assert info.value.__cause__.__traceback__ is not None
 
 
 def test_requires_approval_on_a_plain_run_raises_approval_required() -> None:
@@ -411,9 +413,7 @@ def test_arguments_that_are_not_an_object_go_back_to_the_model() -> None:
 
 
 def test_model_retry_from_a_tool_is_sent_back_and_ctx_retry_counts() -> None:
-    script = Script(
-        call("lookup", {"user": "bob"}, "l1"), call("lookup", {"user": "Bob"}, "l2"), text("found")
-    )
+    script = Script(call("lookup", {"user": "bob"}, "l1"), call("lookup", {"user": "Bob"}, "l2"), text("found"))
     agent = Agent(script.model, retries=2)
     seen_retries: list[int] = []
 
@@ -427,9 +427,7 @@ def test_model_retry_from_a_tool_is_sent_back_and_ctx_retry_counts() -> None:
     assert agent.run_sync("find bob").output == "found"
     assert seen_retries == [0, 1]
     assert script.last_request(1).parts == [
-        RetryPromptPart(
-            content="No user 'bob'; names are capitalised.", tool_name="lookup", tool_call_id="l1"
-        )
+        RetryPromptPart(content="No user 'bob'; names are capitalised.", tool_name="lookup", tool_call_id="l1")
     ]
 
 
