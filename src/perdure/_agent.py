@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, overload
 from typing_extensions import TypeVar
 
 from ._engine import InlineEngine, new_run_id
-from ._exceptions import ToolError, UserError
+from ._exceptions import ApprovalRequired, ToolError, UserError
 from ._loop import AgentLoop, AgentRunResult, RunInput, drive
 from ._output import OutputMode, OutputSchema
 from ._streaming import StreamedRunResult, run_streamed
@@ -271,9 +271,11 @@ class Agent(Generic[DepsT, OutputT]):
         engine = InlineEngine(self, resolved, deps=deps, run_id=run.run_id, prompt=prompt)
         try:
             return await drive(self.new_loop(run, deps, resolved), engine.execute)
-        except ToolError as e:
-            engine.with_cause(e)  # the traceback into the tool's code
-            raise
+        except (ToolError, ApprovalRequired) as e:
+            final = engine.finish(e)
+            if final is e:
+                raise
+            raise final from None
 
     def run_sync(
         self,

@@ -97,6 +97,8 @@ class InlineEngine:
         self.prompt = prompt
         self.tool_errors: dict[str, Exception] = {}
         """The exception behind each failed tool (by name), so a plain run's ToolError keeps its traceback."""
+        self.pending: list[dict[str, Any]] = []
+        """Calls waiting for an approval that a plain run cannot give."""
 
     async def execute(self, step: Step) -> StepResult:
         if isinstance(step, ModelStep):
@@ -107,15 +109,24 @@ class InlineEngine:
                 self.tool_errors[step.tool_name] = error
             return outcome
         assert isinstance(step, WaitStep)
-        raise ApprovalRequired(
-            f"tool {step.tool_name!r} requires approval, and a plain agent.run() cannot wait for one; "
-            "run the agent durably (DurableAgent(agent).run(...)) to suspend the run until a decision "
-            "arrives",
-            pending=[{"tool_name": step.tool_name, "tool_call_id": step.tool_call_id, "args": step.args}],
-        )
+        self.pending.append({"tool_name": step.tool_name, "tool_call_id": step.tool_call_id, "args": step.args})
+        raise _approval_required(self.pending[-1:])
 
-    def with_cause(self, error: ToolError) -> None:
-        """Set the tool's own exception as ``error.__cause__``: the traceback into the user's code."""
-        cause = self.tool_errors.get(error.tool_name)
-        if cause is not None and error.__cause__ is None:
-            error.__cause__ = cause
+    def finish(self, error: ToolError | ApprovalRequired) -> ToolError | ApprovalRequired:
+        """The error a plain run raises: a ToolError caused by the tool's own exception (its traceback into the
+        user's code), or one ApprovalRequired listing every call of a parallel batch that needs approval."""
+        if isinstance(error, ToolError):
+            cause = self.tool_errors.get(error.tool_name)
+            if cause is not None and error.__cause__ is None:
+                error.__cause__ = cause
+            return error
+        return _approval_required(self.pending) if len(self.pending) > len(error.pending) else error
+
+
+def _approval_required(pending: list[dict[str, Any]]) -> ApprovalRequired:
+    names = ", ".join(repr(p["tool_name"]) for p in pending)
+    return ApprovalRequired(
+        f"tool {names} requires approval, and a plain agent.run() cannot wait for one; run the agent durably "
+        "(DurableAgent(agent).run(...)) to suspend the run until a decision arrives",
+        pending=list(pending),
+    )

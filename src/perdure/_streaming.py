@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import pydantic
 
 from ._engine import InlineEngine
-from ._exceptions import ModelHTTPError, ToolError
+from ._exceptions import ApprovalRequired, ModelHTTPError, ToolError
 from ._loop import AgentLoop, AgentRunResult, drive
 from ._ops import ModelStep, Step, StepResult, ToolStep
 from ._tools import ToolOutcome
@@ -193,9 +193,11 @@ async def run_streamed(
     async def main() -> AgentRunResult[OutputT]:
         try:
             return await drive(loop, execute)
-        except ToolError as e:
-            inline.with_cause(e)  # the traceback into the tool's code
-            raise
+        except (ToolError, ApprovalRequired) as e:
+            final = inline.finish(e)
+            if final is e:
+                raise
+            raise final from None
         finally:
             emit(_DONE)
 

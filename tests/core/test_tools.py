@@ -349,6 +349,33 @@ def test_requires_approval_on_a_plain_run_raises_approval_required() -> None:
     assert ran == []
 
 
+def test_approval_required_lists_every_parallel_call_that_needs_one() -> None:
+    script = Script(
+        calls(
+            ToolCallPart(tool_name="refund", args={"order": 1}, tool_call_id="r1"),
+            ToolCallPart(tool_name="refund", args={"order": 2}, tool_call_id="r2"),
+            ToolCallPart(tool_name="lookup", args={"order": 3}, tool_call_id="l3"),
+        )
+    )
+    agent = Agent(script.model)
+    ran: list[str] = []
+
+    @agent.tool_plain(requires_approval=True)
+    def refund(order: int) -> str:
+        ran.append("refund")
+        return "refunded"
+
+    @agent.tool_plain
+    def lookup(order: int) -> str:
+        ran.append("lookup")
+        return "found"
+
+    with pytest.raises(ApprovalRequired) as info:
+        agent.run_sync("refund 1 and 2")
+    assert [p["tool_call_id"] for p in info.value.pending] == ["r1", "r2"]
+    assert ran == []
+
+
 # --- retries ---------------------------------------------------------------------------------------------
 
 
