@@ -39,9 +39,7 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 
     # NumPy: "Parameters" then "----------", then "name : type" with indented descriptions.
     for i in range(len(lines) - 1):
-        if lines[i].strip() in ("Parameters", "Other Parameters") and _NUMPY_UNDERLINE.match(
-            lines[i + 1].strip()
-        ):
+        if lines[i].strip() in ("Parameters", "Other Parameters") and _NUMPY_UNDERLINE.match(lines[i + 1].strip()):
             body_end = min(body_end, i)
             names: list[str] = []
             for line in lines[i + 2 :]:

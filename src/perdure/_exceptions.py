@@ -74,8 +74,7 @@ class MissingExtra(UserError, ImportError):
 
     def __init__(self, extra: str, module: str) -> None:
         super().__init__(
-            f"{module!r} is not installed; it comes with perdure's {extra!r} extra: "
-            f'pip install "perdure[{extra}]"'
+            f'{module!r} is not installed; it comes with perdure\'s {extra!r} extra: pip install "perdure[{extra}]"'
         )
         self.extra = extra
         self.name = module

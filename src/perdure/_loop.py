@@ -256,9 +256,7 @@ class AgentLoop(Generic[OutputT]):
             for other in calls:
                 content = FINAL_PROCESSED if other is call else NOT_EXECUTED
                 parts.append(
-                    ToolReturnPart(
-                        tool_name=other.tool_name, content=content, tool_call_id=other.tool_call_id
-                    )
+                    ToolReturnPart(tool_name=other.tool_name, content=content, tool_call_id=other.tool_call_id)
                 )
             return parts, _Final(outcome), []
         function_calls = [c for c in calls if output_schema.tool(c.tool_name) is None]
@@ -383,9 +381,7 @@ class AgentLoop(Generic[OutputT]):
         if outcome.kind == "retry":
             return self._tool_retry(call, outcome.message or "", tool)
         if outcome.kind == "unknown":
-            return ToolReturnPart(
-                tool_name=call.tool_name, content=UNKNOWN_OUTCOME, tool_call_id=call.tool_call_id
-            )
+            return ToolReturnPart(tool_name=call.tool_name, content=UNKNOWN_OUTCOME, tool_call_id=call.tool_call_id)
         if outcome.kind == "denied":
             return ToolReturnPart(
                 tool_name=call.tool_name, content=outcome.message or "denied", tool_call_id=call.tool_call_id

@@ -90,16 +90,12 @@ class OutputSchema:
         self.mode: OutputMode = mode
         self.tools: list[OutputTool] = []
         if mode == "native" and (len(structured) != 1 or self.allow_text):
-            raise UserError(
-                "output_mode='native' needs exactly one structured output type (not str, not a union)"
-            )
+            raise UserError("output_mode='native' needs exactly one structured output type (not str, not a union)")
         for tp in structured:
             name = "final_result" if len(structured) == 1 else f"final_result_{_type_name(tp)}"
             self.tools.append(self._make_tool(name, tp))
         if len({t.name for t in self.tools}) != len(self.tools):
-            raise UserError(
-                f"output types {structured!r} have clashing names; give each a distinct class name"
-            )
+            raise UserError(f"output types {structured!r} have clashing names; give each a distinct class name")
         self.output_type = output_type
 
     @staticmethod
@@ -111,9 +107,7 @@ class OutputSchema:
             )
             schema = adapter.json_schema()
         except Exception as e:
-            raise UserError(
-                f"output_type {tp!r} has no JSON schema ({e}); use a pydantic model or a dataclass"
-            ) from e
+            raise UserError(f"output_type {tp!r} has no JSON schema ({e}); use a pydantic model or a dataclass") from e
         schema.pop("title", None)
         doc = None if wrapped else _own_docstring(tp)
         if doc:

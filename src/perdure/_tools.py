@@ -179,9 +179,7 @@ class Tool:
         if self.is_async:
             return await self.function(*args, **kwargs)
         result = await asyncio.to_thread(self.function, *args, **kwargs)
-        if inspect.isawaitable(
-            result
-        ):  # an object with an async __call__, or a function returning a coroutine
+        if inspect.isawaitable(result):  # an object with an async __call__, or a function returning a coroutine
             return await result
         return result
 

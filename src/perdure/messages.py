@@ -86,9 +86,7 @@ class RetryPromptPart(_Part):
             body = self.content
         else:
             lines = [f"{len(self.content)} validation error{'s' if len(self.content) != 1 else ''}:"]
-            lines += [
-                f"- {'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in self.content
-            ]
+            lines += [f"- {'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in self.content]
             body = "\n".join(lines)
         return f"{body}\n\nFix the errors and try again."
 

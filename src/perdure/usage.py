@@ -65,9 +65,7 @@ class UsageLimits:
 
     def check_before_request(self, usage: Usage) -> None:
         if self.request_limit is not None and usage.requests + 1 > self.request_limit:
-            raise UsageLimitExceeded(
-                f"the next request would exceed the request_limit of {self.request_limit}"
-            )
+            raise UsageLimitExceeded(f"the next request would exceed the request_limit of {self.request_limit}")
         self._check_tokens(usage)
 
     def check_tool_calls(self, usage: Usage, new_calls: int) -> None:

@@ -122,9 +122,7 @@ class StreamedResponse:
                 self._parts[event.index] = TextPart(content=event.content)
         else:
             if not isinstance(part, ToolCallPart):
-                part = ToolCallPart(
-                    tool_name=event.tool_name or "", args="", tool_call_id=event.tool_call_id or ""
-                )
+                part = ToolCallPart(tool_name=event.tool_name or "", args="", tool_call_id=event.tool_call_id or "")
                 self._parts[event.index] = part
             if event.tool_name and not part.tool_name:
                 part.tool_name = event.tool_name

@@ -65,9 +65,7 @@ def estimate_usage(messages: list[ModelMessage], response: ModelResponse) -> Req
     for m in messages:
         for p in m.parts:
             inp += words(getattr(p, "content", "")) + words(getattr(p, "args", ""))
-    out = sum(
-        words(p.content) if isinstance(p, TextPart) else words(p.args_as_json_str()) for p in response.parts
-    )
+    out = sum(words(p.content) if isinstance(p, TextPart) else words(p.args_as_json_str()) for p in response.parts)
     return RequestUsage(input_tokens=50 + inp, output_tokens=out)
 
 
@@ -109,9 +107,7 @@ class FunctionModel(Model):
     ) -> AgentInfo:
         last = messages[-1] if messages else None
         instructions = getattr(last, "instructions", None)
-        return AgentInfo(
-            params.function_tools, params.output_tools, params.allow_text_output, settings, instructions
-        )
+        return AgentInfo(params.function_tools, params.output_tools, params.allow_text_output, settings, instructions)
 
     async def request(
         self, messages: list[ModelMessage], settings: ModelSettings | None, params: ModelRequestParameters

@@ -59,18 +59,12 @@ class TestModel(Model):
     ) -> ModelResponse:
         self.last_params = params
         response = self._respond(messages, params)
-        return response.model_copy(
-            update={"usage": estimate_usage(messages, response), "model_name": self._name}
-        )
+        return response.model_copy(update={"usage": estimate_usage(messages, response), "model_name": self._name})
 
     def _respond(self, messages: list[ModelMessage], params: ModelRequestParameters) -> ModelResponse:
         last = messages[-1] if messages else None
-        returned = (
-            [p for p in last.parts if isinstance(p, ToolReturnPart)] if isinstance(last, ModelRequest) else []
-        )
-        retries = (
-            [p for p in last.parts if p.part_kind == "retry-prompt"] if isinstance(last, ModelRequest) else []
-        )
+        returned = [p for p in last.parts if isinstance(p, ToolReturnPart)] if isinstance(last, ModelRequest) else []
+        retries = [p for p in last.parts if p.part_kind == "retry-prompt"] if isinstance(last, ModelRequest) else []
         first_turn = sum(1 for m in messages if isinstance(m, ModelResponse)) == 0
         tools = [t for t in params.function_tools if self.call_tools == "all" or t.name in self.call_tools]
         if first_turn and tools:
@@ -84,11 +78,7 @@ class TestModel(Model):
                     for i, t in enumerate(tools)
                 ]
             )
-        if (
-            retries
-            and retries[0].tool_name
-            and any(t.name == retries[0].tool_name for t in params.function_tools)
-        ):
+        if retries and retries[0].tool_name and any(t.name == retries[0].tool_name for t in params.function_tools):
             t = next(t for t in params.function_tools if t.name == retries[0].tool_name)
             return ModelResponse(
                 parts=[
@@ -108,9 +98,7 @@ class TestModel(Model):
                 isinstance(args, dict) and "response" in args
             ):
                 args = {"response": args}
-            return ModelResponse(
-                parts=[ToolCallPart(tool_name=tool.name, args=args, tool_call_id="pyd_final")]
-            )
+            return ModelResponse(parts=[ToolCallPart(tool_name=tool.name, args=args, tool_call_id="pyd_final")])
         if params.native_output is not None:
             args = self.custom_output_args or self._generate(
                 params.native_output.parameters_json_schema, params.native_output.parameters_json_schema
