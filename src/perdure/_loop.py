@@ -253,7 +253,10 @@ class AgentLoop(Generic[OutputT]):
             if isinstance(outcome, RetryPromptPart):
                 parts.append(outcome)
                 continue
+            answered = {p.tool_call_id for p in parts}  # invalid output calls before this one: their retry prompt
             for other in calls:
+                if other.tool_call_id in answered:
+                    continue  # every call gets exactly one answer, or providers reject the history
                 content = FINAL_PROCESSED if other is call else NOT_EXECUTED
                 parts.append(
                     ToolReturnPart(tool_name=other.tool_name, content=content, tool_call_id=other.tool_call_id)

@@ -354,3 +354,19 @@ def test_text_part_alongside_output_call_is_ignored() -> None:
         )
     )
     assert Agent(script.model, output_type=int).run_sync("x").output == 2
+
+
+def test_each_call_is_answered_once_when_an_invalid_output_call_precedes_a_valid_one() -> None:
+    script = Script(
+        calls(
+            ToolCallPart(tool_name="final_result", args={"response": "x"}, tool_call_id="bad"),
+            ToolCallPart(tool_name="final_result", args={"response": 5}, tool_call_id="good"),
+        )
+    )
+    result = Agent(script.model, output_type=int, output_retries=1).run_sync("x")
+    assert result.output == 5
+    answers = result.all_messages()[-1].parts
+    assert [(type(p).__name__, p.tool_call_id) for p in answers] == [  # type: ignore[union-attr]
+        ("RetryPromptPart", "bad"),
+        ("ToolReturnPart", "good"),
+    ]
