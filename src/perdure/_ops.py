@@ -57,7 +57,7 @@ def unknown_key(turn: int, tool_call_id: str) -> str:
 class Decision(BaseModel):
     """A human's decision on a waiting step: approve (the tool runs) or deny (the model gets the note)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     approved: bool
     note: str | None = None
 

@@ -54,7 +54,7 @@ class ToolOutcome(BaseModel):
     crash. ``denied``: a human denied the call.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["return", "retry", "error", "unknown", "denied"]
     value: Any = None
     message: str | None = None

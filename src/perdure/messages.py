@@ -40,7 +40,7 @@ def _now() -> datetime:
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class SystemPromptPart(_Part):
@@ -131,7 +131,7 @@ ModelResponsePart = Annotated[TextPart | ToolCallPart, Field(discriminator="part
 class ModelRequest(BaseModel):
     """A message we send to the model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     parts: list[ModelRequestPart]
     instructions: str | None = None
     kind: Literal["request"] = "request"
@@ -140,7 +140,7 @@ class ModelRequest(BaseModel):
 class ModelResponse(BaseModel):
     """A message the model answered with."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     parts: list[ModelResponsePart]
     usage: RequestUsage = Field(default_factory=RequestUsage)
     model_name: str | None = None
@@ -162,5 +162,7 @@ class ModelResponse(BaseModel):
 
 ModelMessage = Annotated[ModelRequest | ModelResponse, Field(discriminator="kind")]
 
-ModelMessagesTypeAdapter: pydantic.TypeAdapter[list[ModelMessage]] = pydantic.TypeAdapter(list[ModelMessage])
+ModelMessagesTypeAdapter: pydantic.TypeAdapter[list[ModelMessage]] = pydantic.TypeAdapter(
+    list[ModelMessage], config=ConfigDict(defer_build=True)
+)
 """Turns a list of messages into JSON and back."""

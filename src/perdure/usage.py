@@ -18,7 +18,7 @@ __all__ = ["RequestUsage", "Usage", "UsageLimits"]
 class RequestUsage(BaseModel):
     """Tokens of one model request, as the provider reported them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     input_tokens: int = 0
     output_tokens: int = 0
 
