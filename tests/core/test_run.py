@@ -2,6 +2,7 @@
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -327,3 +328,69 @@ def test_model_settings_are_validated_by_pydantic() -> None:
         "temperature": 0.5,
         "max_tokens": 100,
     }
+
+
+# --- agent definition ------------------------------------------------------------------------------------
+
+
+def test_tools_given_as_functions_detect_the_context_parameter() -> None:
+    def with_ctx(ctx: RunContext[User], greeting: str) -> str:
+        return f"{greeting}, {ctx.deps.name}"
+
+    def without_ctx(a: int) -> int:
+        return a
+
+    script = Script(
+        calls(
+            ToolCallPart(tool_name="with_ctx", args={"greeting": "Hi"}, tool_call_id="w"),
+            ToolCallPart(tool_name="without_ctx", args={"a": 1}, tool_call_id="p"),
+        ),
+        text("done"),
+    )
+    agent = Agent(script.model, deps_type=User, tools=[with_ctx, without_ctx])
+    agent.run_sync("x", deps=User("Ada"))
+    assert [p.content for p in script.last_request(1).parts] == ["Hi, Ada", 1]  # type: ignore[union-attr]
+
+
+def test_test_model_calls_only_the_chosen_tools() -> None:
+    called: list[str] = []
+    agent = Agent(TestModel(call_tools=["b"]))
+
+    @agent.tool_plain
+    def a() -> str:
+        called.append("a")
+        return "a"
+
+    @agent.tool_plain
+    def b() -> str:
+        called.append("b")
+        return "b"
+
+    assert agent.run_sync("x").output == '{"b": "b"}'
+    assert called == ["b"]
+
+
+def _agent_for_fingerprint(
+    *, extra_tool: bool = False, output_type: type[Any] = str, model: str = "test"
+) -> Agent[None, Any]:
+    agent = Agent(model, name="fp", instructions="Be brief.", output_type=output_type)
+
+    @agent.tool_plain
+    def lookup(key: str) -> str:
+        return key
+
+    if extra_tool:
+
+        @agent.tool_plain
+        def other() -> str:
+            return ""
+
+    return agent
+
+
+def test_fingerprint_is_stable_and_follows_what_decides_a_runs_path() -> None:
+    base = _agent_for_fingerprint().fingerprint()
+    assert base == _agent_for_fingerprint().fingerprint()
+    assert base != _agent_for_fingerprint(extra_tool=True).fingerprint()
+    assert base != _agent_for_fingerprint(output_type=int).fingerprint()
+    assert base != _agent_for_fingerprint(model="test:other").fingerprint()

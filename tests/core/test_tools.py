@@ -268,7 +268,9 @@ def test_tools_get_context_and_their_results_reach_the_model() -> None:
     assert ctx.run_id == result.run_id
     assert ctx.prompt == "hi"
     assert ctx.retry == 0
-    assert ctx.idempotency_key and ctx.idempotency_key.startswith(result.run_id)
+    # Stable across retries and resumes of this call: the run id and the call's step key.
+    assert ctx.idempotency_key == f"{result.run_id}/turn/1/tool/c1"
+    assert ctx.step_key == "turn/1/tool/c1"
     assert result.usage().tool_calls == 2
     assert result.usage().requests == 2
 
