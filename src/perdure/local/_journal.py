@@ -179,7 +179,9 @@ class Journal:
         except BaseException:
             conn.close()
             raise
-        for suffix in ("", "-wal", "-shm"):
+        # Owner-only is how a journal is born; an existing file keeps the mode its owner gave it (a journal
+        # shared by a group of workers on purpose must not be locked down by the next process that opens it).
+        for suffix in ("", "-wal", "-shm") if not existed else ():
             p = Path(f"{path}{suffix}")
             if p.exists():
                 try:
