@@ -269,13 +269,18 @@ class Agent(Generic[DepsT, OutputT]):
             model_settings=model_settings,
         )
         engine = InlineEngine(self, resolved, deps=deps, run_id=run.run_id, prompt=prompt)
-        try:
-            return await drive(self.new_loop(run, deps, resolved), engine.execute)
-        except (ToolError, ApprovalRequired) as e:
-            final = engine.finish(e)
-            if final is e:
-                raise
-            raise final from None
+        from .observability._spans import run_attempt  # OpenTelemetry loads with the first run, not on import
+
+        with run_attempt(self, run_id=run.run_id, engine="inline", model=resolved.model_name, prompt=prompt) as obs:
+            try:
+                result = await drive(self.new_loop(run, deps, resolved), engine.execute)
+            except (ToolError, ApprovalRequired) as e:
+                final = engine.finish(e)
+                if final is e:
+                    raise
+                raise final from None
+            obs.set_result(result)
+        return result
 
     def run_sync(
         self,

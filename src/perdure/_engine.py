@@ -36,14 +36,19 @@ async def perform_model_step(
     *,
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> ModelResponse:
-    """One model request, with bounded retries of transient errors."""
+    """One model request, with bounded retries of transient errors (a ``chat`` span; retries are its events)."""
+    from .observability._steps import model_step  # OpenTelemetry loads with the first step, not on import
 
     async def send() -> ModelResponse:
         return await model.request(step.messages, step.settings, step.params)
 
-    if sleep is None:
-        return await request_with_retries(send, retry)
-    return await request_with_retries(send, retry, sleep=sleep)
+    with model_step(model, step) as span:
+        if sleep is None:
+            response = await request_with_retries(send, retry, on_retry=span.on_retry)
+        else:
+            response = await request_with_retries(send, retry, sleep=sleep, on_retry=span.on_retry)
+        span.response(response)
+    return response
 
 
 async def perform_tool_step(
@@ -58,6 +63,17 @@ async def _call_tool(
     agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None
 ) -> tuple[ToolOutcome, Exception | None]:
     """``perform_tool_step``, also returning the exception behind an ``error`` outcome (for its traceback)."""
+    from .observability._steps import tool_step  # OpenTelemetry loads with the first step, not on import
+
+    with tool_step(agent, step) as span:
+        outcome, error = await _invoke_tool(agent, step, deps=deps, run_id=run_id, prompt=prompt)
+        span.outcome(outcome, error)
+    return outcome, error
+
+
+async def _invoke_tool(
+    agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None
+) -> tuple[ToolOutcome, Exception | None]:
     tool = agent._tools.get(step.tool_name)
     if tool is None:
         message = f"the agent has no tool {step.tool_name!r}"

@@ -7,9 +7,10 @@ import json
 import os
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .._agent import Agent
 from .._engine import new_run_id, perform_model_step, perform_tool_step
@@ -32,6 +33,9 @@ from ..usage import Usage, UsageLimits
 from ._journal import FINAL_STATUSES, Durability, Journal, RunRow, StepRow, dumps, now
 from ._owner import is_dead_local_owner, this_owner
 from ._records import decode_input, decode_result, encode_input, encode_output, encode_result
+
+if TYPE_CHECKING:
+    from ..observability.engine import RunAttempt
 
 __all__ = ["DurableAgent", "PendingDecision", "RunInfo", "StepInfo"]
 
@@ -353,6 +357,7 @@ class _Executor:
                 )
             ]
         )
+        _wait_started(self.durable.name)
         raise _Suspend(step.key)
 
 
@@ -505,7 +510,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
                         owner,
                         lease,
                         1 if status == "running" else 0,
-                        _trace_context(),
+                        _trace_context(self.name, run_id),
                         t,
                         t,
                     ),
@@ -517,6 +522,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
             if row is not None and row.agent != self.name:
                 raise UserError(f"run {run_id!r} belongs to agent {row.agent!r}, not {self.name!r}")
             return False
+        _run_started(self.name)
         return True
 
     # --- executing ----------------------------------------------------------------------------------------
@@ -584,7 +590,9 @@ class DurableAgent(Generic[DepsT, OutputT]):
             watcher = self._watcher()
             watcher.add(executor)
             try:
-                result = await drive(self.agent.new_loop(run, deps, model), executor.execute)
+                with _observe_attempt(self._journal, self.agent, row, run.prompt, model, executor) as obs:
+                    result = await drive(self.agent.new_loop(run, deps, model), executor.execute)
+                    obs.set_result(result)
             finally:
                 watcher.remove(run_id)
         except _Suspend:
@@ -842,7 +850,8 @@ def decide(journal: Journal, run_id: str, tool_call_id: str, *, approved: bool, 
                 (t, run_id),
             )
         )
-    journal.write(statements)
+    if journal.write_counts(statements)[0]:
+        _waits_ended(row, match, "approved" if approved else "denied", note)
 
 
 def request_cancel(journal: Journal, run_id: str) -> None:
@@ -853,7 +862,8 @@ def request_cancel(journal: Journal, run_id: str) -> None:
         return
     t = now()
     error = dumps({"type": "RunCancelled", "message": f"run {run_id!r} was cancelled"})
-    journal.write(
+    waits = pending_decisions(journal, run_id) if row.status == "waiting" else []
+    counts = journal.write_counts(
         [
             # Nobody executes a pending or waiting run: it ends now. A running one stops at its next step boundary.
             (
@@ -867,6 +877,9 @@ def request_cancel(journal: Journal, run_id: str) -> None:
             ),
         ]
     )
+    if counts[0]:
+        _waits_ended(row, waits, "cancelled")
+        _run_cancelled(row.agent)
 
 
 def run_info(journal: Journal, run_id: str) -> RunInfo | None:
@@ -928,10 +941,86 @@ def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> Run
     )
 
 
-def _trace_context() -> str | None:
-    """The caller's W3C trace context, recorded at acceptance so every attempt continues one trace."""
-    from opentelemetry import propagate
+def _trace_context(agent: str, run_id: str) -> str | None:
+    """The run's W3C trace context, recorded at acceptance so every attempt continues one trace."""
+    from ..observability._spans import accept_trace_context
 
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    carrier = accept_trace_context(agent_name=agent, run_id=run_id, engine=ENGINE)
     return dumps(carrier) if carrier else None
+
+
+@contextmanager
+def _observe_attempt(
+    journal: Journal, agent: Agent[Any, Any], row: RunRow, prompt: str | None, model: Model, executor: _Executor
+) -> Iterator[RunAttempt]:
+    """The attempt's ``invoke_agent`` span, a child of the trace context recorded at acceptance."""
+    from ..observability._spans import run_attempt
+
+    with run_attempt(
+        agent,
+        run_id=row.run_id,
+        engine=ENGINE,
+        attempt=row.attempts,
+        trace_context=row.trace_context,
+        model=model.model_name,
+        prompt=prompt,
+        new_run=False,  # counted at acceptance
+        suspend=(_Suspend,),
+        count_replayed=lambda: len(executor.replayed),
+    ) as obs:
+        carrier = obs.trace_context if row.trace_context is None else None
+        if carrier:
+            # Accepted where no tracing was configured: this attempt starts the run's trace for the next ones.
+            journal.write(
+                [
+                    (
+                        "UPDATE perdure_runs SET trace_context = ? WHERE run_id = ? AND trace_context IS NULL",
+                        (dumps(carrier), row.run_id),
+                    )
+                ]
+            )
+        yield obs
+
+
+def _run_started(agent: str) -> None:
+    from ..observability._spans import run_started
+
+    run_started(agent_name=agent, engine=ENGINE)
+
+
+def _run_cancelled(agent: str) -> None:
+    from ..observability._spans import run_ended
+
+    run_ended(agent_name=agent, engine=ENGINE, status="cancelled")
+
+
+def _wait_started(agent: str) -> None:
+    from ..observability._spans import approval_wait_started
+
+    approval_wait_started(agent_name=agent, engine=ENGINE)
+
+
+def _waits_ended(
+    row: RunRow,
+    waits: list[PendingDecision],
+    outcome: Literal["approved", "denied", "cancelled"],
+    note: str | None = None,
+) -> None:
+    """Report the end of waits for a decision (the process that records the decision reports it)."""
+    from ..observability._spans import approval_wait_ended
+
+    for wait in waits:
+        approval_wait_ended(
+            agent_name=row.agent,
+            run_id=row.run_id,
+            engine=ENGINE,
+            attempt=row.attempts,
+            tool_name=wait.tool_name,
+            tool_call_id=wait.tool_call_id,
+            reason=wait.reason,
+            outcome=outcome,
+            started_at=wait.since,
+            trace_context=row.trace_context,
+            args=wait.args,
+            note=note,
+        )
