@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -193,9 +194,18 @@ def _approve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     durable = _load_agent(args.agent, args.journal)
     print(f"perdure worker: agent {durable.name}, journal {durable.journal_path}, concurrency {args.concurrency}")
+
+    async def serve() -> None:
+        # SIGTERM (docker stop, systemd, Kubernetes) stops the worker as Ctrl-C does: the runs in flight are handed
+        # back (status pending) for the next worker at once, instead of being left to wait out their lease.
+        main = asyncio.current_task()
+        assert main is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+        await durable.serve(concurrency=args.concurrency)
+
     try:
-        asyncio.run(durable.serve(concurrency=args.concurrency))
-    except KeyboardInterrupt:
+        asyncio.run(serve())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     return 0
 

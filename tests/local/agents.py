@@ -94,8 +94,9 @@ def unknown_wait() -> Agent[Any, Any]:
 
 LOCAL_SCENARIOS = {"quick": quick, "unknown_wait": unknown_wait}
 
-# For `perdure worker tests.local.agents:worker_agent`: a module-level Agent the CLI wraps in a DurableAgent.
+# For `perdure worker tests.local.agents:<name>`: module-level Agents the CLI wraps in a DurableAgent.
 worker_agent = quick("worker")
+slow_agent = scenarios.build_agent("slow")
 
 
 def build(scenario: str) -> Agent[Any, Any]:

@@ -826,6 +826,8 @@ def decide(journal: Journal, run_id: str, tool_call_id: str, *, approved: bool, 
     row = journal.get_run(run_id)
     if row is None:
         raise UserError(f"no run {run_id!r} in {journal.path}")
+    if row.status in FINAL_STATUSES:
+        raise UserError(f"run {run_id!r} is {row.status}: there is nothing left to decide")
     pending = pending_decisions(journal, run_id)
     match = [p for p in pending if p.tool_call_id == tool_call_id]
     if not match:
@@ -903,7 +905,7 @@ def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> Run
     pending = [
         PendingDecision(row.run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key, s.started_at)
         for s in steps
-        if s.status == "waiting" and s.payload
+        if s.status == "waiting" and s.payload and row.status not in FINAL_STATUSES  # a cancelled run waits for nobody
         for p in [json.loads(s.payload)]
     ]
     return RunInfo(
