@@ -205,6 +205,32 @@ class _Executor:
         self.executed: list[str] = []
         self.cancelled = False
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._unsynced: list[asyncio.Future[None]] = []
+
+    def record(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+        """Queue a write for the next group commit without waiting for it (see ``barrier``)."""
+        self._unsynced.append(self.journal.queue(statements))
+
+    async def barrier(self) -> None:
+        """Wait until everything this attempt recorded is durable.
+
+        A step's result need not be on disk before the loop moves on to a model request (a model request has no
+        side effects: if a crash loses its record, it is simply asked again). It must be on disk before anything
+        that acts on it: a tool call, a suspension, the run's end. So writes are queued, and this barrier stands
+        before each of those — with an instant model, a tool's result and the next model answer share one commit.
+        """
+        if self._unsynced:
+            pending, self._unsynced = self._unsynced, []
+            if self.solo():
+                # The only run in this process: nobody to share a commit with, so don't wait a loop turn for one.
+                self.journal.flush_now()
+            for future in pending:
+                if not future.done():
+                    await future
+                future.result()
+
+    def solo(self) -> bool:
+        return len(self.durable._watcher().runs) <= 1
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -265,7 +291,7 @@ class _Executor:
         finally:
             self._inflight.discard(task)
         self.executed.append(step.key)
-        await self.journal.write_async(
+        self.record(
             [
                 (
                     "INSERT INTO perdure_steps (run_id, key, seq, kind, describe, status, result, attempt, "
@@ -292,7 +318,7 @@ class _Executor:
         started = now()
         seq = rec.seq if rec is not None else self._next_seq()
         if step.side_effects == "at_most_once":
-            await self.journal.write_async(
+            self.record(
                 [
                     (
                         "INSERT OR REPLACE INTO perdure_steps (run_id, key, seq, kind, describe, status, attempt, "
@@ -301,16 +327,19 @@ class _Executor:
                     )
                 ]
             )
+        await self.barrier()  # what led to this call (and its at-most-once mark) is durable before it acts
         outcome = await perform_tool_step(
             self.durable.agent, step, deps=self.deps, run_id=self.run_id, prompt=self.prompt
         )
         self.executed.append(step.key)
         await self._record_done(step, outcome, seq, started, update=step.side_effects == "at_most_once")
+        # A tool's result is durable before the loop moves on: a crash from here on never runs it again.
+        await self.barrier()
         return outcome
 
     async def _record_done(self, step: Step, result: StepResult, seq: int, started: float, *, update: bool) -> None:
         verb = "INSERT OR REPLACE" if update else "INSERT"
-        await self.journal.write_async(
+        self.record(
             [
                 (
                     f"{verb} INTO perdure_steps (run_id, key, seq, kind, describe, status, result, attempt, "
@@ -339,7 +368,7 @@ class _Executor:
                 "reason": step.reason,
             }
         )
-        await self.journal.write_async(
+        self.record(
             [
                 (
                     "INSERT INTO perdure_steps (run_id, key, seq, kind, describe, status, payload, attempt, "
@@ -401,6 +430,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         self._journal = _open_journal(os.fspath(path), durability)
         self.journal_path = self._journal.path
         self.lease_seconds = lease_seconds
+        self._fp: tuple[tuple[int, int], str] | None = None
         self.poll_interval = poll_interval
         self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = weakref.WeakKeyDictionary()
 
@@ -504,7 +534,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
                     (
                         run_id,
                         self.name,
-                        self.agent.fingerprint(),
+                        self._fingerprint(),
                         status,
                         encode_input(run),
                         owner,
@@ -526,6 +556,13 @@ class DurableAgent(Generic[DepsT, OutputT]):
         return True
 
     # --- executing ----------------------------------------------------------------------------------------
+
+    def _fingerprint(self) -> str:
+        # Hashing the tool schemas costs more than a step; recompute only when the agent's tools change.
+        key = (len(self.agent._tools), id(self.agent._output))
+        if self._fp is None or self._fp[0] != key:
+            self._fp = (key, self.agent.fingerprint())
+        return self._fp[1]
 
     def _claim(self, run_id: str) -> RunRow:
         """Take ownership of a run that no live process is executing; returns the row (maybe final)."""
@@ -581,6 +618,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
             raise RunInProgress(run_id, row.owner)
         _ACTIVE[key] = asyncio.current_task()
         run = decode_input(run_id, row.input)
+        executor: _Executor | None = None
         try:
             model = self.agent.resolve_model(run.model_name)
             recorded = [] if fresh else self._journal.steps(run_id)
@@ -595,7 +633,14 @@ class DurableAgent(Generic[DepsT, OutputT]):
                     obs.set_result(result)
             finally:
                 watcher.remove(run_id)
+            # The run's end shares one commit with its last steps.
+            executor.record(
+                _finish_statements(run_id, "completed", output=encode_output(result.output), usage=result.usage())
+            )
+            await executor.barrier()
         except _Suspend:
+            assert executor is not None
+            await executor.barrier()
             pending = self._pending(run_id)
             self._journal.write(
                 [
@@ -608,9 +653,11 @@ class DurableAgent(Generic[DepsT, OutputT]):
             )
             raise RunWaiting(run_id, [p.__dict__ for p in pending]) from None
         except RunCancelled as e:
+            await _settle(executor)
             self._finish(run_id, "cancelled", error=e.to_record())
             raise
         except PerdureError as e:
+            await _settle(executor)
             self._finish(run_id, "failed", error=e.to_record())
             raise
         except (Exception, asyncio.CancelledError) as e:
@@ -627,11 +674,11 @@ class DurableAgent(Generic[DepsT, OutputT]):
                 )
                 raise
             record = {"type": type(e).__name__, "message": f"{type(e).__name__}: {e}"}
+            await _settle(executor)
             self._finish(run_id, "failed", error=record)
             raise AgentRunError(f"run {run_id!r} failed: {type(e).__name__}: {e}") from e
         finally:
             _ACTIVE.pop(key, None)
-        self._finish(run_id, "completed", output=encode_output(result.output), usage=result.usage())
         return result
 
     def _finish(
@@ -643,24 +690,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         error: dict[str, Any] | None = None,
         usage: Usage | None = None,
     ) -> None:
-        t = now()
-        self._journal.write(
-            [
-                (
-                    "UPDATE perdure_runs SET status = ?, output = ?, error = ?, usage = ?, owner = NULL, "
-                    "lease_expires = NULL, updated_at = ?, finished_at = ? WHERE run_id = ? AND status = 'running'",
-                    (
-                        status,
-                        output,
-                        dumps(error) if error else None,
-                        dumps(usage.__dict__) if usage else None,
-                        t,
-                        t,
-                        run_id,
-                    ),
-                )
-            ]
-        )
+        self._journal.write(_finish_statements(run_id, status, output=output, error=error, usage=usage))
 
     async def resume(self, run_id: str, *, deps: DepsT = None) -> AgentRunResult[OutputT]:  # type: ignore[assignment]
         """Continue a run where it stopped; a finished run returns its recorded result without executing."""
@@ -806,6 +836,33 @@ class DurableAgent(Generic[DepsT, OutputT]):
 
     def _pending(self, run_id: str) -> list[PendingDecision]:
         return pending_decisions(self._journal, run_id)
+
+
+async def _settle(executor: _Executor | None) -> None:
+    """Make what a failing attempt recorded durable before its end is written (its errors are secondary)."""
+    if executor is not None:
+        try:
+            await executor.barrier()
+        except Exception:
+            pass
+
+
+def _finish_statements(
+    run_id: str,
+    status: str,
+    *,
+    output: str | None = None,
+    error: dict[str, Any] | None = None,
+    usage: Usage | None = None,
+) -> list[tuple[str, Sequence[Any]]]:
+    t = now()
+    return [
+        (
+            "UPDATE perdure_runs SET status = ?, output = ?, error = ?, usage = ?, owner = NULL, "
+            "lease_expires = NULL, updated_at = ?, finished_at = ? WHERE run_id = ? AND status = 'running'",
+            (status, output, dumps(error) if error else None, dumps(usage.__dict__) if usage else None, t, t, run_id),
+        )
+    ]
 
 
 # --- journal-level operations (shared with the CLI, which has no agent) ---------------------------------------

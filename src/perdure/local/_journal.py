@@ -237,8 +237,8 @@ class Journal:
         with self._lock:
             return self._transaction(list(statements))
 
-    async def write_async(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
-        """Record statements durably; writes from concurrent runs in this event loop share one commit.
+    def queue(self, statements: list[tuple[str, Sequence[Any]]]) -> asyncio.Future[None]:
+        """Queue statements for the next group commit; the future resolves once they are durable.
 
         Every write queued during one turn of the event loop is committed together at the start of the next:
         with 100 runs in flight, one fsync covers all their steps instead of one each.
@@ -249,7 +249,16 @@ class Journal:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        await future
+        return future
+
+    async def write_async(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+        """Record statements durably, sharing the commit with concurrent writers (see ``queue``)."""
+        await self.queue(statements)
+
+    def flush_now(self) -> None:
+        """Commit queued writes at once instead of at the next loop turn (when nobody else is writing)."""
+        if self._pending:
+            self._flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -37,10 +37,16 @@ def _host() -> str:
     return socket.gethostname()
 
 
+_OWNER: tuple[int, str] = (-1, "")
+
+
 def this_owner() -> str:
-    """This process's owner id (computed per call: a forked child gets its own)."""
+    """This process's owner id (cached per pid: a forked child gets its own)."""
+    global _OWNER
     pid = os.getpid()
-    return f"{_host()}:{pid}:{_start_time(pid)}"
+    if _OWNER[0] != pid:
+        _OWNER = (pid, f"{_host()}:{pid}:{_start_time(pid)}")
+    return _OWNER[1]
 
 
 def is_dead_local_owner(owner: str | None) -> bool:
