@@ -168,7 +168,9 @@ def test_a_resumed_run_is_one_trace_and_replayed_steps_have_no_span(telemetry: T
     assert wait.start_time == pytest.approx(waiting_since * 1e9, abs=1e3)
     assert wait.end_time is not None and wait.start_time is not None and wait.end_time >= wait.start_time
 
-    step_keys = [(s.attributes or {})["perdure.step.key"] for s in run_spans if "perdure.step.key" in (s.attributes or {})]
+    step_keys = [
+        (s.attributes or {})["perdure.step.key"] for s in run_spans if "perdure.step.key" in (s.attributes or {})
+    ]
     assert sorted(step_keys) == ["turn/1/model", "turn/1/tool/r1", "turn/2/model"]  # each step once
 
 

@@ -12,7 +12,6 @@ ATTEMPT = "perdure.attempt"
 RUN_STATUS = "perdure.run.status"
 RUN_PROMPT = "perdure.run.prompt"  # content: only with include_content
 RUN_OUTPUT = "perdure.run.output"  # content: only with include_content
-RUN_CREATED = "perdure.run.created"
 STEPS_REPLAYED = "perdure.steps.replayed"
 STEPS_EXECUTED = "perdure.steps.executed"
 STEP_KEY = "perdure.step.key"

@@ -11,8 +11,11 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .._exceptions import RunCancelled, RunWaiting
 from . import _attributes as A
@@ -35,6 +38,12 @@ __all__ = [
 
 RunStatus = Literal["completed", "failed", "cancelled", "waiting", "interrupted"]
 TraceContext = str | Mapping[str, str] | None
+
+# A run's recorded trace context is perdure's own data, persisted with the run: always W3C (traceparent,
+# tracestate, baggage), whatever propagators the process configured for its incoming requests. So a run accepted
+# under one propagator setup resumes under another, and an SDK that distrusts incoming contexts (Logfire's
+# distributed_tracing) does not drop it.
+_PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 
 # The attempt whose steps are executing in this context: step spans take their perdure.* attributes from it.
 _CURRENT: ContextVar[RunAttempt | None] = ContextVar("perdure_run_attempt", default=None)
@@ -218,7 +227,7 @@ def attempt_context(
     state = RunAttempt(agent, run_id=run_id, engine=engine, attempt=attempt, include_content=include_content_for(agent))
     token = None
     if trace_context:
-        token = otel_context.attach(propagate.extract(_as_carrier(trace_context), otel_context.get_current()))
+        token = otel_context.attach(_PROPAGATOR.extract(_as_carrier(trace_context), otel_context.get_current()))
     state_token = _CURRENT.set(state)
     try:
         yield state
@@ -251,7 +260,7 @@ def _parent(trace_context: TraceContext) -> tuple[otel_context.Context, list[Lin
     carrier = _as_carrier(trace_context)
     if not carrier:
         return current, []
-    parent = propagate.extract(carrier, current)
+    parent = _PROPAGATOR.extract(carrier, current)
     recorded = trace.get_current_span(parent).get_span_context()
     if not recorded.is_valid:
         return current, []
@@ -262,7 +271,7 @@ def _parent(trace_context: TraceContext) -> tuple[otel_context.Context, list[Lin
 
 def _carrier(ctx: otel_context.Context) -> dict[str, str] | None:
     carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=ctx)
+    _PROPAGATOR.inject(carrier, context=ctx)
     return carrier or None
 
 
