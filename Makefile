@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/perdure demo
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[all,dev,bench]"
 	$(PY) bench/run.py
 
 clean:
