@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff format --check src tests bench examples
-	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check $(wildcard src tests bench examples)
+	$(VENV)/bin/ruff check $(wildcard src tests bench examples)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

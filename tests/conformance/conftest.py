@@ -17,7 +17,9 @@ from perdure.testing.conformance import Harness
 
 
 def _local(request: pytest.FixtureRequest, workdir: Path) -> Harness:
-    return Harness("local", "perdure.testing.conformance.local:LocalDriver", {"journal": str(workdir / "j.db")}, workdir)
+    return Harness(
+        "local", "perdure.testing.conformance.local:LocalDriver", {"journal": str(workdir / "j.db")}, workdir
+    )
 
 
 ENGINES: dict[str, Callable[[pytest.FixtureRequest, Path], Harness]] = {"local": _local}
