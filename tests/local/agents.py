@@ -97,6 +97,7 @@ LOCAL_SCENARIOS = {"quick": quick, "unknown_wait": unknown_wait}
 # For `perdure worker tests.local.agents:<name>`: module-level Agents the CLI wraps in a DurableAgent.
 worker_agent = quick("worker")
 slow_agent = scenarios.build_agent("slow")
+approval_agent = scenarios.build_agent("approval")
 
 
 def build(scenario: str) -> Agent[Any, Any]:

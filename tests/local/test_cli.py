@@ -1,12 +1,16 @@
-"""The `perdure` command, as a user runs it: a real subprocess on a real journal."""
+"""The `perdure` command on a real journal: as a user runs it (a real subprocess) where the process matters — the
+worker, approvals, resume, exit codes, rich output, the demo — and in this process for the rest."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,13 +18,25 @@ from typing import Any
 import pytest
 
 from perdure import DurableAgent, RunWaiting
+from perdure._cli import main
 
 from .agents import build, prompt, quick
 from .conftest import PERDURE, ROOT, perdure_cli, tool_calls
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`perdure ARGS` in this process (the same code as the command, without a process start each time)."""
+    out, err, path = io.StringIO(), io.StringIO(), list(sys.path)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        sys.path[:] = path
+    return subprocess.CompletedProcess(["perdure", *args], code, out.getvalue(), err.getvalue())
+
+
 def cli_json(*args: str) -> Any:
-    out = perdure_cli(*args)
+    out = cli(*args)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -125,7 +141,9 @@ def test_approve_and_deny_from_the_cli(journal: str, effects_log: Path) -> None:
     assert "denied" in denied.stdout
 
     assert cli_json("runs", "show", "yes", "--journal", journal, "--json")["status"] == "pending"
-    assert durable.resume_sync("yes").output == "refund: refund=refunded 4200"
+    resumed = perdure_cli("runs", "resume", "yes", "--agent", "tests.local.agents:approval_agent", "--journal", journal)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == "refund: refund=refunded 4200"
     no = durable.resume_sync("no").output
     assert no.startswith("refund: refund=The user denied this tool call; it was not run.")
     assert "over the limit" in no
@@ -184,16 +202,25 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path, journal: str, ef
     assert not (tmp_path / "nope.db").exists()  # looking never creates a journal
 
     DurableAgent(build("plain"), journal=journal).run_sync(prompt("plain", "p1"), run_id="p1")
-    unknown = perdure_cli("runs", "show", "ghost", "--journal", journal)
+    unknown = cli("runs", "show", "ghost", "--journal", journal)
     assert unknown.returncode == 2
     assert "no run 'ghost'" in unknown.stderr
-    no_call = perdure_cli("approve", "p1", "c9", "--journal", journal)
+    no_call = cli("approve", "p1", "c9", "--journal", journal)
     assert no_call.returncode == 2
     assert "completed" in no_call.stderr
-    bad_duration = perdure_cli("runs", "prune", "--older-than", "soon", "--journal", journal)
+    not_a_journal = tmp_path / "notes.txt"
+    not_a_journal.write_text("hello")
+    refused = cli("runs", "list", "--journal", str(not_a_journal))
+    assert refused.returncode == 2
+    assert "not an SQLite database" in refused.stderr
+    assert not_a_journal.read_text() == "hello"
+    cancel_ghost = cli("runs", "cancel", "ghost", "--journal", journal)
+    assert cancel_ghost.returncode == 2
+    assert "no run 'ghost'" in cancel_ghost.stderr
+    bad_duration = cli("runs", "prune", "--older-than", "soon", "--journal", journal)
     assert bad_duration.returncode == 2
     assert "30d" in bad_duration.stderr
-    bad_agent = perdure_cli("worker", "no_such_module:agent", "--journal", journal)
+    bad_agent = cli("worker", "no_such_module:agent", "--journal", journal)
     assert bad_agent.returncode == 2
     assert "cannot import 'no_such_module'" in bad_agent.stderr
 

@@ -414,3 +414,118 @@ def test_a_tool_sees_the_same_idempotency_key_when_a_run_is_replayed(journal: st
     durable = DurableAgent(agent, journal=journal)
     durable.run_sync("go", run_id="k")
     assert seen == ["k/turn/1/tool/p1"]
+
+
+# --- decisions ---------------------------------------------------------------------------------------------------
+
+
+def test_a_run_waiting_on_two_calls_continues_once_both_are_decided(journal: str) -> None:
+    ran: list[int] = []
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if turn_of(messages) == 1:
+            return ModelResponse(
+                parts=[
+                    ToolCallPart(tool_name="wire", args={"cents": 100}, tool_call_id="a"),
+                    ToolCallPart(tool_name="wire", args={"cents": 200}, tool_call_id="b"),
+                ]
+            )
+        return ModelResponse(parts=[TextPart(content="wired")])
+
+    agent: Agent[None, str] = Agent(FunctionModel(answer), name="two-gates")
+
+    @agent.tool_plain(requires_approval=True)
+    def wire(cents: int) -> str:
+        """Wire money."""
+        ran.append(cents)
+        return f"wired {cents}"
+
+    durable = DurableAgent(agent, journal=journal)
+    with pytest.raises(RunWaiting) as waiting:
+        durable.run_sync("go", run_id="two")
+    assert sorted(p["tool_call_id"] for p in waiting.value.pending) == ["a", "b"]
+
+    durable.approve_sync("two", "b", approved=False, note="too much")
+    info = durable.get_run("two")
+    assert info.status == "waiting"  # still one call to decide
+    assert [p.tool_call_id for p in info.pending] == ["a"]
+    with pytest.raises(UserError, match="no call 'b' waiting"):
+        durable.approve_sync("two", "b")  # decided already
+    with pytest.raises(RunWaiting):
+        durable.resume_sync("two")
+
+    durable.approve_sync("two", "a")
+    assert durable.get_run("two").status == "pending"
+    assert durable.resume_sync("two").output == "wired"
+    assert ran == [100]
+
+
+def test_list_runs_filters_by_status_and_limits(journal: str) -> None:
+    counted = Counted("listed")
+    durable = DurableAgent(counted.agent, journal=journal)
+    for i in range(3):
+        durable.run_sync("go", run_id=f"done-{i}")
+    queued = asyncio.run(durable.start("later", run_id="queued"))
+    DurableAgent(Counted("someone-else").agent, journal=journal).run_sync("go", run_id="other")
+
+    assert [r.run_id for r in durable.list_runs()] == [queued, "done-2", "done-1", "done-0"]  # newest first
+    assert [r.run_id for r in durable.list_runs(status="pending")] == ["queued"]
+    assert [r.run_id for r in durable.list_runs(status=["completed"], limit=2)] == ["done-2", "done-1"]
+    done = durable.list_runs(status="completed")[0]
+    assert (done.output, done.usage.requests, done.steps) == ("noted 1", 2, [])
+
+
+def test_a_tool_result_that_cannot_be_recorded_fails_the_run_naming_the_tool_and_type(journal: str) -> None:
+    class Socket:
+        pass
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[ToolCallPart(tool_name="connect", args={}, tool_call_id="c")])
+
+    agent: Agent[None, str] = Agent(FunctionModel(answer), name="unrecordable")
+
+    @agent.tool_plain
+    def connect() -> Any:
+        """Connect."""
+        return Socket()
+
+    durable = DurableAgent(agent, journal=journal)
+    with pytest.raises(ToolError, match="connect") as e:
+        durable.run_sync("go", run_id="sock")
+    assert "Socket" in str(e.value)
+    info = durable.get_run("sock")
+    assert info.status == "failed"
+    assert info.error is not None and info.error["tool_name"] == "connect"
+
+
+def test_started_runs_get_their_deps_and_message_history_from_the_worker(journal: str) -> None:
+    from perdure.messages import ModelRequest as Request
+    from perdure.messages import UserPromptPart
+
+    seen: dict[str, Any] = {}
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if "first_prompt" not in seen:  # (the history holds a response already: turns don't start at 1 here)
+            seen["first_prompt"] = prompt_of(messages)
+            return ModelResponse(parts=[ToolCallPart(tool_name="whoami", args={}, tool_call_id="w")])
+        return ModelResponse(parts=[TextPart(content="ok")])
+
+    agent: Agent[dict[str, str], str] = Agent(FunctionModel(answer), name="with-deps", deps_type=dict)
+
+    @agent.tool
+    def whoami(ctx: RunContext[dict[str, str]]) -> str:
+        """Who am I."""
+        seen["deps"] = ctx.deps
+        return ctx.deps["user"]
+
+    durable = DurableAgent(agent, journal=journal)
+    history = [
+        Request(parts=[UserPromptPart(content="earlier question")]),
+        ModelResponse(parts=[TextPart(content="earlier")]),
+    ]
+    run_id = asyncio.run(durable.start("now", message_history=history))
+    assert asyncio.run(durable.recover(deps={"user": "ada"})) == [run_id]
+    assert seen == {"first_prompt": "earlier question", "deps": {"user": "ada"}}
+    result = asyncio.run(durable.wait(run_id))
+    assert result.output == "ok"
+    assert [m.kind for m in result.all_messages()][:2] == ["request", "response"]

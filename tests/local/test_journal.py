@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,29 @@ def test_a_journal_of_a_newer_schema_is_refused_with_a_message_to_upgrade(tmp_pa
         DurableAgent(make_agent(), journal=journal)
     assert "schema version 99" in str(e.value)
     assert snapshot(tmp_path) == before
+
+
+def test_a_directory_or_an_unreachable_path_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="is a directory"):
+        DurableAgent(make_agent(), journal=tmp_path)
+    (tmp_path / "notes.txt").write_text("a file, not a directory")
+    with pytest.raises(UserError, match="cannot open the journal"):
+        DurableAgent(make_agent(), journal=tmp_path / "notes.txt" / "perdure.db")
+
+
+def test_opening_a_journal_again_keeps_this_process_locks(tmp_path: Path, journal: str) -> None:
+    """Another process must still see this one's connections after it opens the journal a second time: were the
+    file read outside SQLite, closing that descriptor would drop this process's locks (POSIX locks belong to the
+    process), and the other process would delete the WAL from under them ("disk I/O error", or worse)."""
+    first = DurableAgent(make_agent(), journal=journal)
+    with pytest.raises(RunWaiting):
+        first.run_sync("go", run_id="mine")
+    DurableAgent(make_agent(), journal=journal, durability="normal")  # a second connection in this process
+    other = "from perdure.local._journal import Journal; j = Journal({!r}); j.write([(SQL, ())]); j.close()"
+    sql = "UPDATE perdure_runs SET updated_at = 1 WHERE run_id = 'mine'"
+    subprocess.run([sys.executable, "-c", f"SQL = {sql!r}; " + other.format(journal)], check=True, timeout=60)
+    assert Path(f"{journal}-wal").exists() and Path(f"{journal}-shm").exists()  # the other process knew of us
+    assert first.get_run("mine").updated_at == 1
 
 
 # --- a new journal ------------------------------------------------------------------------------------------

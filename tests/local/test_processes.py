@@ -188,3 +188,19 @@ def test_many_processes_share_one_journal(harness: Harness, journal: str, effect
         assert step_keys(journal, r) == ["turn/1/model", "turn/1/tool/s1", "turn/2/model"]
         assert len(tool_calls(effects_log, r)) == 1
         assert len(model_calls(effects_log, r)) == 2
+
+
+def test_a_live_owner_keeps_renewing_its_lease(tmp_path: Path, journal: str, harness: Harness) -> None:
+    owner = make_harness(tmp_path, journal, lease_seconds=1.5).spawn("run", scenario="slow", run_id="beat")
+    wait_for([tmp_path / "holding-beat"])
+    durable = DurableAgent(build("slow"), journal=journal)
+    first = durable.get_run("beat").lease_expires
+    time.sleep(2.0)  # longer than the lease: only the heartbeat keeps the run owned
+    later = durable.get_run("beat").lease_expires
+    assert first is not None and later is not None and later > first
+    with pytest.raises(RunInProgress):
+        durable.resume_sync("beat")
+    (tmp_path / "release-beat").write_text("1")
+    out = harness.finish(owner, "run")
+    assert out["status"] == "completed", out
+    assert durable.get_run("beat").attempts == 1

@@ -645,8 +645,12 @@ class DurableAgent(Generic[DepsT, OutputT]):
             self._journal.write(
                 [
                     (
-                        "UPDATE perdure_runs SET status = 'waiting', owner = NULL, lease_expires = NULL, "
-                        "updated_at = ? WHERE run_id = ? AND status = 'running'",
+                        # A decision that arrived while this attempt was suspending leaves the run pending (to
+                        # continue), never waiting with nothing left to decide.
+                        "UPDATE perdure_runs SET status = CASE WHEN EXISTS (SELECT 1 FROM perdure_steps s "
+                        "WHERE s.run_id = perdure_runs.run_id AND s.status = 'waiting') THEN 'waiting' "
+                        "ELSE 'pending' END, owner = NULL, lease_expires = NULL, updated_at = ? "
+                        "WHERE run_id = ? AND status = 'running'",
                         (now(), run_id),
                     )
                 ]
@@ -900,17 +904,18 @@ def decide(journal: Journal, run_id: str, tool_call_id: str, *, approved: bool, 
             "UPDATE perdure_steps SET status = 'done', result = ?, finished_at = ? "
             "WHERE run_id = ? AND key = ? AND status = 'waiting'",
             (decision.model_dump_json(), t, run_id, match[0].key),
-        )
+        ),
+        # The run continues once none of its calls waits any more, judged inside this transaction: two people
+        # deciding a run's two calls at the same moment must not each leave the flip to the other.
+        (
+            "UPDATE perdure_runs SET status = 'pending', updated_at = ? WHERE run_id = ? AND status = 'waiting' "
+            "AND NOT EXISTS (SELECT 1 FROM perdure_steps WHERE run_id = ? AND status = 'waiting')",
+            (t, run_id, run_id),
+        ),
     ]
-    if len(pending) == 1:
-        statements.append(
-            (
-                "UPDATE perdure_runs SET status = 'pending', updated_at = ? WHERE run_id = ? AND status = 'waiting'",
-                (t, run_id),
-            )
-        )
-    if journal.write_counts(statements)[0]:
-        _waits_ended(row, match, "approved" if approved else "denied", note)
+    if not journal.write_counts(statements)[0]:
+        raise UserError(f"call {tool_call_id!r} of run {run_id!r} was decided by someone else a moment ago")
+    _waits_ended(row, match, "approved" if approved else "denied", note)
 
 
 def request_cancel(journal: Journal, run_id: str) -> None:

@@ -146,21 +146,32 @@ class Journal:
 
     def _open(self) -> sqlite3.Connection:
         path = self.path
+        if path.is_dir():
+            raise _refuse(path, "it is a directory (the journal is a file in it, e.g. perdure.db)")
         existed = path.exists() and path.stat().st_size > 0
-        if existed:
-            with open(path, "rb") as f:
-                header = f.read(16)
-            if header != b"SQLite format 3\x00":
-                raise _refuse(path, "it is not an SQLite database")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Owner-only from the first byte: create the file ourselves before SQLite opens it.
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        # perdure never opens an existing journal with anything but SQLite: closing any descriptor of the file drops
+        # every lock this process's SQLite connections hold on it (POSIX locks belong to the process), and another
+        # process may then delete the WAL from under those connections. SQLite reads the header for us.
+        try:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Owner-only from the first byte: create the file ourselves before SQLite opens it.
+                try:
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+                except FileExistsError:
+                    pass  # another process created it a moment ago
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except (OSError, sqlite3.Error) as e:
+            raise UserError(
+                f"cannot open the journal {path}: {getattr(e, 'strerror', None) or e}; point "
+                "DurableAgent(journal=...) or PERDURE_JOURNAL at a file this process can read and write"
+            ) from e
         try:
             if existed:
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                try:
+                    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                except sqlite3.DatabaseError as e:
+                    raise _refuse(path, f"it is not an SQLite database ({e})") from e
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 if app_id != APPLICATION_ID and (app_id != 0 or tables):
                     raise _refuse(path, "it is an SQLite database of another application")
