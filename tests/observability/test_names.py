@@ -79,7 +79,6 @@ def test_attribute_and_metric_names_are_pinned() -> None:
         "METRIC_STEP_DURATION": "perdure.step.duration",
         "METRIC_MODEL_RETRIES": "perdure.model.retries",
         "METRIC_APPROVALS_WAITING": "perdure.approvals.waiting",
-        "METRIC_OPERATION_DURATION": "gen_ai.client.operation.duration",
         "METRIC_TOKEN_USAGE": "gen_ai.client.token.usage",
     }
 

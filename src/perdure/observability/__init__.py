@@ -48,8 +48,8 @@ Metrics
 ``perdure.step.duration``            histogram (s) of executed steps by ``perdure.step.kind`` (model, tool)
 ``perdure.model.retries``            counter of retried transient model errors, by ``error.type``
 ``perdure.approvals.waiting``        up-down counter of calls waiting for a human decision
-``gen_ai.client.operation.duration`` GenAI semantic-convention histograms of model requests
-``gen_ai.client.token.usage``
+``gen_ai.client.token.usage``        histogram of tokens per model request, by ``gen_ai.token.type`` (input,
+                                     output): the GenAI semantic convention's
 ===================================  ==========================================================================
 
 Logfire

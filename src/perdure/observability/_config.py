@@ -23,8 +23,7 @@ _DURATION_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 120.0, 300.0,
 )  # fmt: skip
-# The GenAI semantic conventions' advice for gen_ai.client.operation.duration and gen_ai.client.token.usage.
-_GENAI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+# The GenAI semantic conventions' advice for gen_ai.client.token.usage.
 _TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
 
 
@@ -35,7 +34,6 @@ class Instruments:
     step_duration: metrics.Histogram
     model_retries: metrics.Counter
     approvals_waiting: metrics.UpDownCounter
-    operation_duration: metrics.Histogram
     token_usage: metrics.Histogram
 
 
@@ -157,12 +155,6 @@ def instruments() -> Instruments:
             ),
             approvals_waiting=meter.create_up_down_counter(
                 A.METRIC_APPROVALS_WAITING, unit="{call}", description="Tool calls waiting for a human decision"
-            ),
-            operation_duration=meter.create_histogram(
-                A.METRIC_OPERATION_DURATION,
-                unit="s",
-                description="GenAI operation duration",
-                explicit_bucket_boundaries_advisory=_GENAI_DURATION_BUCKETS,
             ),
             token_usage=meter.create_histogram(
                 A.METRIC_TOKEN_USAGE,

@@ -57,7 +57,7 @@ class _StepSpan:
         self.token = otel_context.attach(trace.set_span_in_context(span))
         self.started = time.perf_counter()
 
-    def _end(self, error: BaseException | None, error_type: str | None = None) -> float:
+    def _end(self, error: BaseException | None, error_type: str | None = None) -> None:
         duration = time.perf_counter() - self.started
         otel_context.detach(self.token)  # type: ignore[arg-type]
         span = self.span
@@ -73,7 +73,6 @@ class _StepSpan:
         if error_type is not None:
             attributes = {**attributes, A.ERROR_TYPE: error_type}
         instruments().step_duration.record(duration, attributes)
-        return duration
 
 
 class ModelStepSpan(_StepSpan):
@@ -140,18 +139,18 @@ class ModelStepSpan(_StepSpan):
         span = self.span
         if not span.is_recording():
             return
+        done: dict[str, Any] = {A.USAGE_INPUT_TOKENS: usage.input_tokens, A.USAGE_OUTPUT_TOKENS: usage.output_tokens}
         if response.model_name:
-            span.set_attribute(A.RESPONSE_MODEL, response.model_name)
-        span.set_attribute(A.USAGE_INPUT_TOKENS, usage.input_tokens)
-        span.set_attribute(A.USAGE_OUTPUT_TOKENS, usage.output_tokens)
+            done[A.RESPONSE_MODEL] = response.model_name
         if response.finish_reason:
-            span.set_attribute(A.RESPONSE_FINISH_REASONS, (response.finish_reason,))
+            done[A.RESPONSE_FINISH_REASONS] = (response.finish_reason,)
         if self.retries:
-            span.set_attribute(A.MODEL_RETRIES, self.retries)
+            done[A.MODEL_RETRIES] = self.retries
         if self.include_content:
             from ..messages import ModelMessagesTypeAdapter
 
-            span.set_attribute(A.OUTPUT_MESSAGES, ModelMessagesTypeAdapter.dump_json([response]).decode())
+            done[A.OUTPUT_MESSAGES] = ModelMessagesTypeAdapter.dump_json([response]).decode()
+        span.set_attributes(done)
 
     def _genai_attributes(self) -> dict[str, Any]:
         return {A.OPERATION_NAME: "chat", A.PROVIDER_NAME: self.provider, A.REQUEST_MODEL: self.model.model_name}
@@ -159,11 +158,7 @@ class ModelStepSpan(_StepSpan):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        duration = self._end(exc)
-        attributes = self._genai_attributes()
-        if exc is not None:
-            attributes[A.ERROR_TYPE] = type(exc).__qualname__
-        instruments().operation_duration.record(duration, attributes)
+        self._end(exc)
 
 
 class ToolStepSpan(_StepSpan):
