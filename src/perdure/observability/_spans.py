@@ -97,10 +97,10 @@ class RunAttempt:
         if not span.is_recording():
             return
         usage = result.usage()
-        span.set_attribute(A.USAGE_INPUT_TOKENS, usage.input_tokens)
-        span.set_attribute(A.USAGE_OUTPUT_TOKENS, usage.output_tokens)
+        done: dict[str, Any] = {A.USAGE_INPUT_TOKENS: usage.input_tokens, A.USAGE_OUTPUT_TOKENS: usage.output_tokens}
         if self.include_content:
-            span.set_attribute(A.RUN_OUTPUT, _json(result.output))
+            done[A.RUN_OUTPUT] = _json(result.output)
+        span.set_attributes(done)
 
     @property
     def trace_context(self) -> dict[str, str] | None:
@@ -185,9 +185,9 @@ def run_attempt(
         if count_replayed is not None:
             state.replayed_steps = count_replayed()
         if span.is_recording():
-            span.set_attribute(A.RUN_STATUS, status)
-            span.set_attribute(A.STEPS_REPLAYED, state.replayed_steps)
-            span.set_attribute(A.STEPS_EXECUTED, state.executed_steps)
+            span.set_attributes(
+                {A.RUN_STATUS: status, A.STEPS_REPLAYED: state.replayed_steps, A.STEPS_EXECUTED: state.executed_steps}
+            )
             if status == "failed" and error is not None:
                 span.record_exception(error)
                 span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
