@@ -3,7 +3,10 @@ SIGKILLed owner is detected at once, many processes share one journal. Crashes a
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -204,3 +207,41 @@ def test_a_live_owner_keeps_renewing_its_lease(tmp_path: Path, journal: str, har
     out = harness.finish(owner, "run")
     assert out["status"] == "completed", out
     assert durable.get_run("beat").attempts == 1
+
+
+def test_cancelling_a_run_whose_process_died_ends_it_at_once(
+    harness: Harness, journal: str, tmp_path: Path, effects_log: Path
+) -> None:
+    holder = harness.spawn("run", scenario="slow", run_id="gone")
+    wait_for([tmp_path / "holding-gone"])
+    kill(holder)
+    durable = DurableAgent(build("slow"), journal=journal)
+    durable.cancel_sync("gone")  # nobody is left to stop it at a step boundary
+    info = durable.get_run("gone")
+    assert (info.status, info.owner, info.cancel_requested) == ("cancelled", None, True)
+    assert durable.recover_sync() == []
+    assert len(tool_calls(effects_log, "gone")) == 1
+
+
+@pytest.mark.parametrize("reused", [False, True], ids=["owner-alive", "pid-reused"])
+def test_a_reused_pid_is_not_mistaken_for_the_live_owner(journal: str, effects_log: Path, reused: bool) -> None:
+    """The owner id holds the process start time: a new process that got the dead owner's pid does not hold the run."""
+    durable = DurableAgent(build("quick"), journal=journal, lease_seconds=3600)
+    run_id = asyncio.run(durable.start(prompt("quick", "pid"), run_id="pid"))
+    pid = os.getppid()  # a live process that is not this one
+    with open(f"/proc/{pid}/stat") as f:
+        started = f.read().rsplit(")", 1)[1].split()[19]
+    owner = f"{socket.gethostname()}:{pid}:{'1' if reused else started}"
+    conn = sqlite3.connect(journal)
+    conn.execute(
+        "UPDATE perdure_runs SET status = 'running', owner = ?, lease_expires = ?, attempts = 1 WHERE run_id = ?",
+        (owner, time.time() + 3600, run_id),
+    )
+    conn.commit()
+    conn.close()
+    if reused:
+        assert durable.resume_sync(run_id).output == "stamped: stamp 7 for pid"
+    else:
+        with pytest.raises(RunInProgress):
+            durable.resume_sync(run_id)
+        assert tool_calls(effects_log) == []

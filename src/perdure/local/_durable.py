@@ -927,6 +927,11 @@ def request_cancel(journal: Journal, run_id: str) -> None:
     t = now()
     error = dumps({"type": "RunCancelled", "message": f"run {run_id!r} was cancelled"})
     waits = pending_decisions(journal, run_id) if row.status == "waiting" else []
+    # A running run whose process is gone has nobody to stop it at a step boundary: like a pending one, it ends now
+    # (unless its owner renewed the lease meanwhile: compare-and-swap on owner and lease).
+    orphaned = row.status == "running" and (
+        is_dead_local_owner(row.owner) or (row.lease_expires is not None and row.lease_expires < t)
+    )
     counts = journal.write_counts(
         [
             # Nobody executes a pending or waiting run: it ends now. A running one stops at its next step boundary.
@@ -936,12 +941,18 @@ def request_cancel(journal: Journal, run_id: str) -> None:
                 (error, t, t, run_id),
             ),
             (
+                "UPDATE perdure_runs SET status = 'cancelled', cancel_requested = 1, error = ?, owner = NULL, "
+                "lease_expires = NULL, updated_at = ?, finished_at = ? WHERE run_id = ? AND status = 'running' "
+                "AND owner IS ? AND lease_expires IS ? AND ?",
+                (error, t, t, run_id, row.owner, row.lease_expires, orphaned),
+            ),
+            (
                 "UPDATE perdure_runs SET cancel_requested = 1, updated_at = ? WHERE run_id = ? AND status = 'running'",
                 (t, run_id),
             ),
         ]
     )
-    if counts[0]:
+    if counts[0] or counts[1]:
         _waits_ended(row, waits, "cancelled")
         _run_cancelled(row.agent)
 
