@@ -11,7 +11,6 @@ from pathlib import Path
 
 from _common import median, ms, n_turn_script, workload_agent
 
-
 ROOT = Path(__file__).resolve().parent.parent
 CORE_VENV = ROOT / "bench" / ".venv-core"
 
