@@ -529,3 +529,18 @@ def test_started_runs_get_their_deps_and_message_history_from_the_worker(journal
     result = asyncio.run(durable.wait(run_id))
     assert result.output == "ok"
     assert [m.kind for m in result.all_messages()][:2] == ["request", "response"]
+
+
+def test_the_sync_methods_say_what_to_do_inside_an_event_loop(journal: str) -> None:
+    durable = DurableAgent(Counted().agent, journal=journal)
+
+    async def main() -> None:
+        with pytest.raises(UserError, match=r"running event loop; use `await durable\.run\(\.\.\.\)`"):
+            durable.run_sync("go", run_id="in-loop")
+        with pytest.raises(UserError, match=r"await durable\.resume"):
+            durable.resume_sync("in-loop")
+        with pytest.raises(UserError, match=r"await durable\.recover"):
+            durable.recover_sync()
+
+    asyncio.run(main())
+    assert durable.list_runs() == []

@@ -474,6 +474,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         model_settings: ModelSettings | None = None,
     ) -> AgentRunResult[OutputT]:
         """``run`` for code without an event loop."""
+        _outside_event_loop("run")
         return asyncio.run(
             self.run(
                 prompt,
@@ -710,6 +711,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         return await self._execute(run_id, deps)
 
     def resume_sync(self, run_id: str, *, deps: DepsT = None) -> AgentRunResult[OutputT]:  # type: ignore[assignment]
+        _outside_event_loop("resume")
         return asyncio.run(self.resume(run_id, deps=deps))
 
     async def _replay(self, row: RunRow, deps: Any) -> AgentRunResult[OutputT]:
@@ -762,6 +764,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         return ids
 
     def recover_sync(self, *, deps: DepsT = None) -> list[str]:  # type: ignore[assignment]
+        _outside_event_loop("recover")
         return asyncio.run(self.recover(deps=deps))
 
     def _orphans(self) -> list[str]:
@@ -840,6 +843,15 @@ class DurableAgent(Generic[DepsT, OutputT]):
 
     def _pending(self, run_id: str) -> list[PendingDecision]:
         return pending_decisions(self._journal, run_id)
+
+
+def _outside_event_loop(method: str) -> None:
+    """The ``*_sync`` methods start an event loop: inside a running one they cannot (and say what to do instead)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise UserError(f"{method}_sync() cannot be called from a running event loop; use `await durable.{method}(...)`")
 
 
 async def _settle(executor: _Executor | None) -> None:
