@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS, PortableWorkflowError, SetWorkflowID
 from dbos import error as dbos_error
 
 from .._agent import Agent
 from .._engine import new_run_id, perform_model_step, perform_tool_step
-from .._exceptions import AgentRunError, NonDeterminismError, RunCancelled, RunWaiting, UserError
+from .._exceptions import (
+    AgentRunError,
+    NonDeterminismError,
+    RunCancelled,
+    RunWaiting,
+    UserError,
+    error_from_record,
+)
 from .._loop import AgentRunResult, RunInput, drive
 from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep
 from .._tools import ToolOutcome
@@ -38,6 +46,7 @@ from ._codec import (
     decode_result,
     encode_input,
     encode_result,
+    error_record,
     output_adapter,
     run_error,
     workflow_name,
@@ -204,16 +213,21 @@ class _Steps:
         if waits:
             decisions = asyncio.ensure_future(self._decide(waits))
             for w in waits:
-                self._plans[w.key] = lambda key=w.key: self._decision(decisions, key)  # type: ignore[misc]
+                self._plans[w.key] = functools.partial(self._decision, decisions, w.key)
         for s in group:
             if isinstance(s, ModelStep):
-                self._plans[s.key] = lambda s=s: self._model(s)  # type: ignore[misc]
+                self._plans[s.key] = functools.partial(self._model, s)
             elif isinstance(s, ToolStep):
                 slots = [DBOS.reserve_step() for _ in range(2 if s.side_effects == "at_most_once" else 1)]
-                self._plans[s.key] = lambda s=s, slots=slots: self._tool(s, slots)  # type: ignore[misc]
+                self._plans[s.key] = functools.partial(self._tool, s, slots)
 
     async def _record(
-        self, step: Step, name: str, fn: Callable[[], Awaitable[dict[str, Any]]], *, slot: Any = None,
+        self,
+        step: Step,
+        name: str,
+        fn: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        slot: Any = None,
         options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One DBOS step named ``name``; its recorded ``describe`` must be the one the loop asks for now."""
@@ -248,16 +262,26 @@ class _Steps:
         return NonDeterminismError(run_id=self.run_id, step_key=key, recorded=recorded, requested=step.describe())
 
     async def _model(self, step: ModelStep) -> ModelResponse:
-        fresh: list[ModelResponse] = []
+        fresh: list[ModelResponse | Exception] = []
         describe = step.describe()
 
         async def request() -> dict[str, Any]:
-            response = await perform_model_step(self.model, step, self.owner.agent.retry_config)
+            try:
+                response = await perform_model_step(self.model, step, self.owner.agent.retry_config)
+            except Exception as e:  # a failed request is recorded too: replay fails the same way
+                fresh.append(e)
+                return {"d": describe, "e": error_record(e)}
             fresh.append(response)
             return {"d": describe, "r": response.model_dump_json()}
 
         recorded = await self._record(step, step.key, request, options=self.owner._model_step_options)
-        return fresh[0] if fresh else ModelResponse.model_validate_json(recorded["r"])
+        if fresh:
+            if isinstance(fresh[0], Exception):
+                raise fresh[0]
+            return fresh[0]
+        if "e" in recorded:
+            raise error_from_record(recorded["e"])
+        return ModelResponse.model_validate_json(recorded["r"])
 
     async def _tool(self, step: ToolStep, slots: list[Any]) -> ToolOutcome:
         fresh: list[ToolOutcome] = []
@@ -323,7 +347,9 @@ class _Steps:
                     _publish_waiting(self.run_id, pending)
             decisions[w.key] = Decision.model_validate(await receive)
             pending = [p for p in pending if p["key"] != w.key]
-            await DBOS.set_event_async(STATUS_EVENT, {"status": "waiting" if pending else "running", "pending": pending})
+            await DBOS.set_event_async(
+                STATUS_EVENT, {"status": "waiting" if pending else "running", "pending": pending}
+            )
             _publish_waiting(self.run_id, pending)
         return decisions
 
@@ -369,7 +395,7 @@ class DBOSAgent(Generic[DepsT, OutputT]):
         deps_factory: Callable[[str], DepsT] | None = None,
         step_config: dict[str, Any] | None = None,
         queue: str = "perdure",
-        poll_interval: float = 0.5,
+        poll_interval: float = 0.2,
     ) -> None:
         if not isinstance(agent, Agent):
             raise UserError(f"DBOSAgent wraps an Agent, not {type(agent).__name__}")
@@ -556,9 +582,7 @@ class DBOSAgent(Generic[DepsT, OutputT]):
                 else:
                     handle = await DBOS.start_workflow_async(self._workflow, data)
         except dbos_error.DBOSConflictingWorkflowError as e:
-            raise UserError(
-                f"run {run_id!r} exists and is not a run of agent {self.name!r}: {e.detail}"
-            ) from None
+            raise UserError(f"run {run_id!r} exists and is not a run of agent {self.name!r}: {e.detail}") from None
         finally:
             _START.reset(token)
         return handle, start
@@ -592,12 +616,8 @@ class DBOSAgent(Generic[DepsT, OutputT]):
             raise RunCancelled(f"run {run_id!r} was cancelled") from None
         except dbos_error.DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded as e:
             raise AgentRunError(f"run {run_id!r} failed: {e}") from None
-        except (AgentRunError, RunWaiting):
-            raise
-        except Exception as e:
-            if isinstance(e, dbos_error.DBOSException):
-                raise
-            raise run_error(e) from e
+        except PortableWorkflowError as e:  # a system database with DBOS's portable serializer
+            raise run_error(e) from None
         if start is not None and start.result is not None:
             return start.result
         return decode_result(run_id, data, self._output_adapter)
@@ -642,14 +662,12 @@ class DBOSAgent(Generic[DepsT, OutputT]):
 
     # --- decisions and cancellation -------------------------------------------------------------------------
 
-    async def approve(
-        self, run_id: str, tool_call_id: str, *, approved: bool = True, note: str | None = None
-    ) -> None:
+    async def approve(self, run_id: str, tool_call_id: str, *, approved: bool = True, note: str | None = None) -> None:
         """Decide on a waiting call, from any process: the run continues wherever DBOS executes it."""
         status = await DBOS.get_workflow_status_async(run_id)
         if status is None:
             raise UserError(f"no run {run_id!r} in the DBOS system database")
-        event = await DBOS.get_event_async(run_id, STATUS_EVENT, timeout_seconds=0) if status.status == "PENDING" else None
+        event = await _status_event(status)
         key = decision_topic(run_id, status.status, event, tool_call_id)
         message = Decision(approved=approved, note=note).model_dump(mode="json")
         await DBOS.send_async(run_id, message, key, idempotency_key=f"{run_id}/{key}")
@@ -677,8 +695,7 @@ class DBOSAgent(Generic[DepsT, OutputT]):
         if status is None:
             raise UserError(f"no run {run_id!r} in the DBOS system database")
         steps = await DBOS.list_workflow_steps_async(run_id)
-        event = await DBOS.get_event_async(run_id, STATUS_EVENT, timeout_seconds=0) if status.status == "PENDING" else None
-        return build_run_info(status, steps, event)
+        return build_run_info(status, steps, await _status_event(status))
 
     def get_run_sync(self, run_id: str) -> RunInfo:
         _no_running_loop("get_run_sync")
@@ -698,10 +715,7 @@ class DBOSAgent(Generic[DepsT, OutputT]):
                 name=self.workflow_name, status=dbos_statuses, sort_desc=True, limit=limit, offset=offset
             )
             for wf in page:
-                event = None
-                if wf.status == "PENDING":
-                    event = await DBOS.get_event_async(wf.workflow_id, STATUS_EVENT, timeout_seconds=0)
-                info = build_run_info(wf, None, event)
+                info = build_run_info(wf, None, await _status_event(wf))
                 if not wanted or info.status in wanted:
                     out.append(info)
             if len(page) < limit:
@@ -712,6 +726,13 @@ class DBOSAgent(Generic[DepsT, OutputT]):
     def list_runs_sync(self, *, status: str | Sequence[str] | None = None, limit: int = 100) -> list[RunInfo]:
         _no_running_loop("list_runs_sync")
         return asyncio.run(self.list_runs(status=status, limit=limit))
+
+
+async def _status_event(status: Any) -> Any:
+    """The run's published status (only a run that DBOS still executes can be waiting)."""
+    if status.status != "PENDING":
+        return None
+    return await DBOS.get_event_async(status.workflow_id, STATUS_EVENT, timeout_seconds=0)
 
 
 def decision_topic(run_id: str, dbos_status: str, event: Any, tool_call_id: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pydantic
 
-from .._exceptions import AgentRunError, PerdureError, error_from_record
+from .._exceptions import PerdureError, error_from_record
 from .._loop import AgentRunResult, RunInput
 from ..messages import ModelMessagesTypeAdapter
 from ..usage import Usage, UsageLimits
@@ -90,7 +90,8 @@ def output_adapter(output_type: Any) -> pydantic.TypeAdapter[Any]:
         return pydantic.TypeAdapter(members[0])
     from typing import Union
 
-    return pydantic.TypeAdapter(Union[tuple(members)])  # type: ignore[misc]  # noqa: UP007 - built at runtime
+    union: Any = Union[tuple(members)]  # noqa: UP007 - a union built at runtime
+    return pydantic.TypeAdapter(union)
 
 
 def decode_result(run_id: str, data: dict[str, Any], adapter: pydantic.TypeAdapter[Any]) -> AgentRunResult[Any]:
@@ -126,11 +127,7 @@ class RunFailed(Exception):
 
     @classmethod
     def wrap(cls, error: BaseException) -> RunFailed:
-        if isinstance(error, PerdureError):
-            record = error.to_record()
-        else:
-            record = {"type": type(error).__name__, "message": f"{type(error).__name__}: {error}"}
-        return cls(json.dumps(record), error)
+        return cls(json.dumps(error_record(error)), error)
 
     def to_error(self) -> PerdureError:
         if isinstance(self.original, PerdureError):
@@ -148,32 +145,22 @@ class RunFailed(Exception):
 
 
 def error_record(error: BaseException | None) -> dict[str, Any] | None:
-    """The JSON record of a workflow's error as DBOS returns it (ours, or anything else that ended it)."""
+    """The JSON record of an error that ended a run or a step (ours, or anything else)."""
     if error is None:
         return None
     if isinstance(error, RunFailed):
         return error.as_record()
     if isinstance(error, PerdureError):
         return error.to_record()
-    name = getattr(error, "name", None) if type(error).__name__ == "PortableWorkflowError" else None
-    message = str(error)
-    if name == "RunFailed":
-        try:
-            record = json.loads(message)
-            if isinstance(record, dict):
-                return record
-        except ValueError:
-            pass
-    return {"type": type(error).__name__, "message": message}
+    if type(error).__name__ == "PortableWorkflowError":  # DBOS's portable serializer keeps name and message
+        return {"type": str(getattr(error, "name", "AgentRunError")), "message": str(error)}
+    return {"type": type(error).__name__, "message": f"{type(error).__name__}: {error}"}
 
 
 def run_error(error: BaseException) -> PerdureError:
-    """The perdure error for a workflow's error (a run failure recorded by any process)."""
+    """The perdure error for the error a run's workflow ended with (recorded by any process)."""
     if isinstance(error, RunFailed):
         return error.to_error()
     if isinstance(error, PerdureError):
         return error
-    record = error_record(error) or {}
-    if record.get("type") != type(error).__name__:
-        return error_from_record(record)
-    return AgentRunError(f"the run's workflow failed: {type(error).__name__}: {error}")
+    return error_from_record(error_record(error) or {})

@@ -71,7 +71,8 @@ def _step_infos(steps: list[Any], pending_keys: set[str]) -> tuple[list[StepInfo
         output = _get(s, "output")
         started, finished = _seconds(_get(s, "started_at_epoch_ms")), _seconds(_get(s, "completed_at_epoch_ms"))
         describe = str(output.get("d", "")) if isinstance(output, dict) else ""
-        status = "failed" if _get(s, "error") is not None else "done"
+        failed = _get(s, "error") is not None or (isinstance(output, dict) and "e" in output)
+        status = "failed" if failed else "done"
         key = name
         in_tokens = out_tokens = 0
         if name.endswith(STARTED_SUFFIX):
@@ -95,9 +96,7 @@ def _step_infos(steps: list[Any], pending_keys: set[str]) -> tuple[list[StepInfo
             else:
                 finished = _seconds(_get(decided[waits], "completed_at_epoch_ms")) if waits < len(decided) else None
             waits += 1
-        infos.append(
-            StepInfo(key, kind, status, 0, started or 0.0, finished, in_tokens, out_tokens, describe)
-        )
+        infos.append(StepInfo(key, kind, status, 0, started or 0.0, finished, in_tokens, out_tokens, describe))
     return infos, usage
 
 

@@ -25,6 +25,7 @@ class DBOSDriver(Driver):
     _launched = False
 
     def _launch(self, scenario: str) -> DBOSAgent[Any, Any]:
+        _poll_recovery_queue_often()
         DBOS(
             config={
                 "name": "perdure-conformance",
@@ -69,3 +70,20 @@ class DBOSDriver(Driver):
     async def status(self, scenario: str, run_id: str) -> dict[str, Any]:
         info = await asyncio.to_thread(admin.get_run, self.options["url"], run_id)
         return {"status": info["status"], "pending": info["pending"], "usage": info["usage"], "error": info["error"]}
+
+
+def _poll_recovery_queue_often() -> None:
+    """Make DBOS pick up recovered runs within 50 ms instead of a second (test speed only).
+
+    DBOS recovers a pending workflow by putting it on its internal queue, which it polls every second, waiting
+    first; each resuming child would wait that second. The queue's polling interval is no public option, so
+    this creates the queue with a short one before launch, through DBOS's registry (best effort: if DBOS
+    changes this, recovery is only slower).
+    """
+    try:
+        from dbos import _dbos, _utils
+
+        registry = _dbos._get_or_create_dbos_registry()
+        registry._register_internal_queue(_utils.INTERNAL_QUEUE_NAME, polling_interval_sec=0.05)
+    except Exception:  # pragma: no cover - a DBOS release without these internals
+        pass

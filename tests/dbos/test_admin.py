@@ -1,0 +1,124 @@
+"""The functions behind ``perdure runs ... --dbos URL``: they need only the system database URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+from dbos import DBOS
+
+from perdure import RunWaiting, UserError
+from perdure.dbos import DBOSAgent
+from perdure.dbos import _admin as admin
+
+from . import agents
+
+
+def test_list_and_show_runs(launch: Callable[[], None], dbos_url: str) -> None:
+    tools, _ = agents.one_tool()
+    refunds, _ = agents.approval()
+    first, second = DBOSAgent(tools), DBOSAgent(refunds)
+
+    @DBOS.workflow(name="tests.not_a_run")
+    async def not_a_run() -> str:
+        return "the application's own workflow"
+
+    launch()
+
+    async def main() -> None:
+        await first.run("one", run_id="a-1")
+        with pytest.raises(RunWaiting):
+            await second.run("two", run_id="b-1")
+        await DBOS.start_workflow_async(not_a_run)
+
+        runs = admin.list_runs(dbos_url)
+        assert [(r["run_id"], r["agent"], r["status"]) for r in runs] == [
+            ("b-1", "refunds", "waiting"),
+            ("a-1", "tools", "completed"),
+        ]
+        assert [r["run_id"] for r in admin.list_runs(dbos_url, status="completed")] == ["a-1"]
+        assert [r["run_id"] for r in admin.list_runs(dbos_url, agent="tools")] == ["a-1"]
+        assert [r["run_id"] for r in admin.list_runs(dbos_url, limit=1)] == ["b-1"]
+        assert admin.list_runs(dbos_url, status="failed") == []
+
+        shown = admin.get_run(dbos_url, "b-1")
+        assert shown["status"] == "waiting" and shown["prompt"] == "two"
+        (pending,) = shown["pending"]
+        assert (pending["tool_name"], pending["tool_call_id"], pending["args"]) == ("refund", "r1", {"cents": 4200})
+        assert [(s["key"], s["status"]) for s in shown["steps"]] == [
+            ("turn/1/model", "done"),
+            ("turn/1/approval/r1", "waiting"),
+        ]
+        done = admin.get_run(dbos_url, "a-1")
+        assert done["output"] == "done: stamp=stamp 7 by None" and done["usage"]["tool_calls"] == 1
+        assert all(s["duration"] is not None and s["duration"] >= 0 for s in done["steps"])
+
+        await asyncio.to_thread(admin.approve, dbos_url, "b-1", "r1", True, None)
+        assert (await second.wait("b-1")).output == "refund: refund=refunded 4200"
+        assert admin.get_run(dbos_url, "b-1")["status"] == "completed"
+
+    asyncio.run(main())
+
+
+def test_cancel(launch: Callable[[], None], dbos_url: str) -> None:
+    refunds, executed = agents.approval()
+    dbos_agent = DBOSAgent(refunds)
+    launch()
+
+    async def main() -> None:
+        with pytest.raises(RunWaiting):
+            await dbos_agent.run("refund", run_id="c-1")
+        await asyncio.to_thread(admin.cancel, dbos_url, "c-1")
+        shown = admin.get_run(dbos_url, "c-1")
+        assert shown["status"] == "cancelled" and shown["pending"] == []
+        assert shown["error"]["type"] == "RunCancelled"
+        with pytest.raises(UserError, match="has no call 'r1' waiting"):
+            admin.approve(dbos_url, "c-1", "r1", True, None)
+
+    asyncio.run(main())
+    assert executed == []
+
+
+def test_unknown_runs_and_databases(launch: Callable[[], None], dbos_url: str, tmp_path: object) -> None:
+    DBOSAgent(agents.plain())
+    launch()
+    with pytest.raises(UserError, match="no perdure run 'nope'"):
+        admin.get_run(dbos_url, "nope")
+    with pytest.raises(UserError, match="no perdure run 'nope'"):
+        admin.cancel(dbos_url, "nope")
+    with pytest.raises(UserError, match="unknown run status 'stuck'"):
+        admin.list_runs(dbos_url, status="stuck")
+    with pytest.raises(UserError, match="cannot reach the DBOS system database"):
+        admin.list_runs("postgresql://postgres@127.0.0.1:1/none")
+
+
+def test_from_a_process_that_registered_no_agent(launch: Callable[[], None], dbos_url: str) -> None:
+    refunds, executed = agents.approval()
+    dbos_agent = DBOSAgent(refunds)
+    launch()
+    code = (
+        "import json, sys\n"
+        "from perdure.dbos import _admin\n"
+        "url, run_id = sys.argv[1:]\n"
+        "(pending,) = _admin.get_run(url, run_id)['pending']\n"
+        "_admin.approve(url, run_id, pending['tool_call_id'], True, 'fine')\n"
+        "print(json.dumps([r['status'] for r in _admin.list_runs(url)]))\n"
+    )
+
+    async def main() -> None:
+        with pytest.raises(RunWaiting):
+            await dbos_agent.run("refund", run_id="x-1")
+        out = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", code, dbos_url, "x-1"], capture_output=True, text=True, check=True
+        )
+        # The decision is in; this process's run takes it when its recv wakes up (at once, or a moment later).
+        (status,) = json.loads(out.stdout)
+        assert status in ("waiting", "running", "completed")
+        assert (await dbos_agent.wait("x-1")).output == "refund: refund=refunded 4200"
+
+    asyncio.run(main())
+    assert executed == ["x-1"]
