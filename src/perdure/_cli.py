@@ -35,8 +35,11 @@ def _open(path: str) -> Any:
     return Journal(path)
 
 
-def _load_agent(spec: str, journal: str) -> Any:
-    """``module:attr`` naming an Agent or a DurableAgent (an Agent is wrapped in a DurableAgent on ``journal``)."""
+def _load_agent(spec: str, journal: str, *, given: bool = True) -> Any:
+    """``module:attr`` naming an Agent or a DurableAgent (an Agent is wrapped in a DurableAgent on ``journal``).
+
+    A DurableAgent keeps its own journal; an explicit ``--journal`` naming another file is an error, never ignored.
+    """
     from ._agent import Agent
     from .local import DurableAgent
 
@@ -52,6 +55,11 @@ def _load_agent(spec: str, journal: str) -> Any:
     if obj is None:
         raise UserError(f"module {module_name!r} has no attribute {attr!r}")
     if isinstance(obj, DurableAgent):
+        if given and os.path.realpath(obj.journal_path) != os.path.realpath(journal):
+            raise UserError(
+                f"{spec} is a DurableAgent on the journal {obj.journal_path}, but --journal says {journal}; "
+                f"drop --journal to use the DurableAgent's own, or point {spec} at the same file"
+            )
         return obj
     if isinstance(obj, Agent):
         return DurableAgent(obj, journal=journal)
@@ -170,7 +178,7 @@ def _runs_prune(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from ._exceptions import RunWaiting
 
-    durable = _load_agent(args.agent, args.journal)
+    durable = _load_agent(args.agent, args.journal, given=args.journal_given)
     try:
         result = durable.resume_sync(args.run_id)
     except RunWaiting as e:
@@ -192,7 +200,7 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    durable = _load_agent(args.agent, args.journal)
+    durable = _load_agent(args.agent, args.journal, given=args.journal_given)
     print(f"perdure worker: agent {durable.name}, journal {durable.journal_path}, concurrency {args.concurrency}")
 
     async def serve() -> None:
@@ -223,8 +231,8 @@ def _parser() -> argparse.ArgumentParser:
     def journal_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--journal",
-            default=_journal_default(),
-            help="journal file (default: $PERDURE_JOURNAL or perdure.db)",
+            default=None,  # resolved in main(), which remembers whether it was given
+            help="journal file (default: $PERDURE_JOURNAL or perdure.db; a DurableAgent's own for module:attr)",
         )
 
     demo = sub.add_parser("demo", help="crash a run with SIGKILL mid-tool and recover it in a new process")
@@ -286,6 +294,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "demo":
+        args.journal_given = args.journal is not None
+        args.journal = args.journal or _journal_default()
     try:
         code: int = args.fn(args)
     except PerdureError as e:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -113,6 +114,36 @@ def test_a_worker_stopped_mid_run_hands_the_run_back(
     assert (handed_back.status, handed_back.owner) == ("pending", None)  # any worker may take it now
     assert durable.resume_sync(run_id).output == "released: hold=held"
     assert durable.get_run(run_id).attempts == 2
+
+
+def test_a_worker_for_a_durable_agent_serves_its_own_journal(
+    tmp_path: Path, effects_log: Path, monkeypatch: pytest.MonkeyPatch, reap: list[subprocess.Popen[str]]
+) -> None:
+    app_journal = str(tmp_path / "app.db")
+    monkeypatch.setenv("PERDURE_APP_JOURNAL", app_journal)
+    monkeypatch.delenv("PERDURE_JOURNAL", raising=False)
+    durable = DurableAgent(quick("app"), journal=app_journal)
+
+    # An explicit --journal naming another file is refused, never silently ignored.
+    refused = cli("worker", "tests.local.durable_app:durable", "--journal", str(tmp_path / "other.db"))
+    assert refused.returncode == 2
+    assert "is a DurableAgent on the journal" in refused.stderr and "app.db" in refused.stderr
+
+    run_id = asyncio.run(durable.start(prompt("app", "a1"), run_id="a1"))
+    worker = subprocess.Popen(
+        [*PERDURE, "worker", "tests.local.durable_app:durable"],  # no --journal: the DurableAgent's own
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reap.append(worker)
+    assert asyncio.run(durable.wait(run_id, timeout=30)).output == "stamped: stamp 7 for a1"
+    worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert not (tmp_path / "perdure.db").exists()
 
 
 # --- approvals and inspection ------------------------------------------------------------------------------------
