@@ -3,6 +3,7 @@ the persisted names (tables, columns, step keys) pinned as compatibility data.""
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import stat
@@ -131,6 +132,18 @@ def test_opening_a_journal_again_keeps_this_process_locks(tmp_path: Path, journa
     subprocess.run([sys.executable, "-c", f"SQL = {sql!r}; " + other.format(journal)], check=True, timeout=60)
     assert Path(f"{journal}-wal").exists() and Path(f"{journal}-shm").exists()  # the other process knew of us
     assert first.get_run("mine").updated_at == 1
+
+
+def test_a_journal_nobody_holds_any_more_is_closed(journal: str) -> None:
+    durable = DurableAgent(make_agent(), journal=journal)
+    with pytest.raises(RunWaiting):
+        durable.run_sync("go", run_id="r")
+    assert Path(f"{journal}-wal").exists()
+    del durable
+    gc.collect()
+    # The last connection closed: SQLite checkpointed the WAL into the file and removed it.
+    assert not Path(f"{journal}-wal").exists() and not Path(f"{journal}-shm").exists()
+    assert DurableAgent(make_agent(), journal=journal).get_run("r").status == "waiting"
 
 
 # --- a new journal ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import sqlite3
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,8 @@ class Journal:
         self._flush_scheduled = False
         self.commits = 0
         self._conn = self._open()
+        # A journal nobody holds any more closes its connection (Python >= 3.13 warns about one left open).
+        weakref.finalize(self, self._conn.close)
 
     # --- opening, checking, migrating ----------------------------------------------------------------
 
