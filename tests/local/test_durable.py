@@ -544,3 +544,20 @@ def test_the_sync_methods_say_what_to_do_inside_an_event_loop(journal: str) -> N
 
     asyncio.run(main())
     assert durable.list_runs() == []
+
+
+def test_one_process_never_executes_a_run_twice_whatever_the_journal_path_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    counted = Counted("spelled")
+    by_name = DurableAgent(counted.agent, journal="runs.db")
+    by_path = DurableAgent(counted.agent, journal=tmp_path / "runs.db", durability="normal")
+    run_id = asyncio.run(by_name.start("go"))
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(by_name.resume(run_id), by_path.resume(run_id), return_exceptions=True)
+
+    outcomes = asyncio.run(both())
+    assert sorted(type(o).__name__ for o in outcomes) == ["AgentRunResult", "RunInProgress"]
+    assert counted.tool_calls == [{"n": 1}]

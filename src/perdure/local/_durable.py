@@ -429,6 +429,8 @@ class DurableAgent(Generic[DepsT, OutputT]):
         path = journal if journal is not None else os.environ.get("PERDURE_JOURNAL") or DEFAULT_JOURNAL
         self._journal = _open_journal(os.fspath(path), durability)
         self.journal_path = self._journal.path
+        # Runs executing in this process are keyed by the file itself: two spellings of one path are one journal.
+        self._active_path = os.path.realpath(self.journal_path)
         self.lease_seconds = lease_seconds
         self._fp: tuple[tuple[int, int], str] | None = None
         self.poll_interval = poll_interval
@@ -574,7 +576,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
             raise UserError(f"run {run_id!r} belongs to agent {row.agent!r}, not {self.name!r}")
         if row.status in FINAL_STATUSES or row.status == "waiting":
             return row
-        key = (str(self._journal.path), run_id)
+        key = (self._active_path, run_id)
         if key in _ACTIVE:
             raise RunInProgress(run_id, row.owner)
         if row.status == "running" and row.owner and not self._orphaned(row):
@@ -614,7 +616,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
     async def _execute(self, run_id: str, deps: Any, *, fresh: bool = False) -> AgentRunResult[OutputT]:
         row = self._journal.get_run(run_id)
         assert row is not None
-        key = (str(self._journal.path), run_id)
+        key = (self._active_path, run_id)
         if key in _ACTIVE:
             raise RunInProgress(run_id, row.owner)
         _ACTIVE[key] = asyncio.current_task()
@@ -795,7 +797,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
 
         while not stop.is_set():
             for run_id in self._orphans():
-                if (str(self._journal.path), run_id) in _ACTIVE:
+                if (self._active_path, run_id) in _ACTIVE:
                     continue
                 await slots.acquire()
                 task = asyncio.create_task(one(run_id))
@@ -843,6 +845,15 @@ class DurableAgent(Generic[DepsT, OutputT]):
 
     def _pending(self, run_id: str) -> list[PendingDecision]:
         return pending_decisions(self._journal, run_id)
+
+
+def _outside_event_loop(method: str) -> None:
+    """The ``*_sync`` methods start an event loop: inside a running one they cannot (and say what to do instead)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise UserError(f"{method}_sync() cannot be called from a running event loop; use `await durable.{method}(...)`")
 
 
 def _outside_event_loop(method: str) -> None:
