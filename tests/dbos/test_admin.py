@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from dbos import DBOS
 
+from dbos import DBOS
 from perdure import RunWaiting, UserError
 from perdure.dbos import DBOSAgent
 from perdure.dbos import _admin as admin

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from dbos import DBOS, SetWorkflowID
 
+from dbos import DBOS, SetWorkflowID
 from perdure import Agent, ModelHTTPError, NonDeterminismError, RunCancelled, RunWaiting
 from perdure.dbos import DBOSAgent
 from perdure.messages import ModelMessage, ModelResponse, TextPart
 from perdure.models.function import AgentInfo, FunctionModel
 
 from . import agents
+
+
+async def until(check: Callable[[], Awaitable[Any]]) -> Any:
+    """``check()``'s first truthy value, polling (another task is getting there)."""
+    for _ in range(1000):
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition never held")
+
+
+async def _pending(dbos_agent: DBOSAgent[Any, Any], run_id: str) -> list[Any]:
+    return (await dbos_agent.get_run(run_id)).pending
 
 
 def step_names(run_id: str) -> list[str]:
@@ -195,13 +209,14 @@ def test_inside_your_own_workflow(launch: Callable[[], None]) -> None:
     async def main() -> None:
         with SetWorkflowID("flow-1"):
             handle = await DBOS.start_workflow_async(support_flow, "ada")
-        children: list[Any] = []
-        while len(children) < 2:
-            children = await DBOS.list_workflows_async(parent_workflow_id="flow-1", sort_desc=False)
-            await asyncio.sleep(0.02)
+
+        async def both_started() -> list[Any]:
+            found: list[Any] = await DBOS.list_workflows_async(parent_workflow_id="flow-1", sort_desc=False)
+            return found if len(found) == 2 else []
+
+        children = await until(both_started)
         refund_run = children[1].workflow_id
-        while not (await approvals.get_run(refund_run)).pending:
-            await asyncio.sleep(0.02)
+        await until(lambda: _pending(approvals, refund_run))
         await approvals.approve(refund_run, "r1")
         assert await handle.get_result() == "hi there / refund: refund=refunded 4200"
         assert (await greeter.get_run(children[0].workflow_id)).status == "completed"
@@ -286,3 +301,30 @@ def test_a_failed_model_request_is_recorded_not_retried(launch: Callable[[], Non
     with pytest.raises(ModelHTTPError):  # the recorded failure, not a new request
         dbos_agent.run_sync("x", run_id="flaky-1")
     assert len(calls) == 1
+
+
+def test_cancel_abandons_an_in_flight_model_request(launch: Callable[[], None]) -> None:
+    started, abandoned = asyncio.Event(), []
+
+    async def stuck(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a request that never answers
+        except asyncio.CancelledError:
+            abandoned.append(True)
+            raise
+        raise AssertionError("unreachable")
+
+    dbos_agent = DBOSAgent(Agent(FunctionModel(stuck, model_name="scripted"), name="stuck"), poll_interval=0.05)
+    launch()
+
+    async def main() -> None:
+        running = asyncio.ensure_future(dbos_agent.run("hello?", run_id="stuck-1"))
+        await started.wait()
+        await dbos_agent.cancel("stuck-1")
+        with pytest.raises(RunCancelled):
+            await running
+        assert (await dbos_agent.get_run("stuck-1")).status == "cancelled"
+
+    asyncio.run(main())
+    assert abandoned == [True]

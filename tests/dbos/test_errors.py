@@ -9,8 +9,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from dbos import DBOS
 
+from dbos import DBOS
 from perdure import Agent, ToolError, UserError
 from perdure.dbos import DBOSAgent
 from perdure.messages import ModelMessage, ModelResponse, TextPart

@@ -119,6 +119,11 @@ class RunFailed(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         return (RunFailed, (self.record,))
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """The record, under the attribute DBOS's portable serializer keeps (next to name and message)."""
+        return self.as_record()
+
     def __str__(self) -> str:
         try:
             return str(json.loads(self.record).get("message", self.record))
@@ -152,7 +157,10 @@ def error_record(error: BaseException | None) -> dict[str, Any] | None:
         return error.as_record()
     if isinstance(error, PerdureError):
         return error.to_record()
-    if type(error).__name__ == "PortableWorkflowError":  # DBOS's portable serializer keeps name and message
+    if type(error).__name__ == "PortableWorkflowError":  # DBOS's portable serializer: name, message, data
+        data = getattr(error, "data", None)
+        if getattr(error, "name", None) == "RunFailed" and isinstance(data, dict) and "type" in data:
+            return dict(data)
         return {"type": str(getattr(error, "name", "AgentRunError")), "message": str(error)}
     return {"type": type(error).__name__, "message": f"{type(error).__name__}: {error}"}
 
