@@ -20,6 +20,7 @@ from perdure import (
     RunContext,
     RunWaiting,
     ToolError,
+    UsageLimitExceeded,
     UsageLimits,
     UserError,
 )
@@ -327,10 +328,14 @@ def test_the_trace_context_is_recorded_at_acceptance(journal: str) -> None:
 def test_usage_limits_are_recorded_with_the_run(journal: str) -> None:
     counted = Counted(turns=10)
     durable = DurableAgent(counted.agent, journal=journal)
-    with pytest.raises(Exception, match="request"):
+    with pytest.raises(UsageLimitExceeded, match="request_limit of 2"):
         durable.run_sync("go", run_id="limited", usage_limits=UsageLimits(request_limit=2))
     assert counted.model_calls == 2
-    assert durable.get_run("limited").status == "failed"
+    info = durable.get_run("limited")
+    assert info.status == "failed"
+    assert info.error is not None and info.error["type"] == "UsageLimitExceeded"
+    with pytest.raises(UsageLimitExceeded):  # the limits were recorded with the run: the same on every attempt
+        durable.resume_sync("limited")
 
 
 # --- the journal under load ----------------------------------------------------------------------------------
