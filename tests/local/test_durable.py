@@ -566,3 +566,25 @@ def test_one_process_never_executes_a_run_twice_whatever_the_journal_path_spelli
     outcomes = asyncio.run(both())
     assert sorted(type(o).__name__ for o in outcomes) == ["AgentRunResult", "RunInProgress"]
     assert counted.tool_calls == [{"n": 1}]
+
+
+def test_cancel_abandons_an_in_flight_model_request(journal: str) -> None:
+    started = asyncio.Event()
+
+    async def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        started.set()
+        await asyncio.sleep(60)  # a model that never answers
+        raise AssertionError("unreachable")
+
+    durable = DurableAgent(Agent(FunctionModel(answer), name="hung"), journal=journal, poll_interval=0.02)
+
+    async def main() -> None:
+        run = asyncio.create_task(durable.run("go", run_id="hung"))
+        await started.wait()
+        await durable.cancel("hung")
+        with pytest.raises(RunCancelled, match="during a model request"):
+            await asyncio.wait_for(run, 10)
+
+    asyncio.run(main())
+    info = durable.get_run("hung")
+    assert (info.status, info.steps) == ("cancelled", [])
