@@ -856,15 +856,6 @@ def _outside_event_loop(method: str) -> None:
     raise UserError(f"{method}_sync() cannot be called from a running event loop; use `await durable.{method}(...)`")
 
 
-def _outside_event_loop(method: str) -> None:
-    """The ``*_sync`` methods start an event loop: inside a running one they cannot (and say what to do instead)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise UserError(f"{method}_sync() cannot be called from a running event loop; use `await durable.{method}(...)`")
-
-
 async def _settle(executor: _Executor | None) -> None:
     """Make what a failing attempt recorded durable before its end is written (its errors are secondary)."""
     if executor is not None:
