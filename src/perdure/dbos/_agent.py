@@ -55,6 +55,8 @@ from ._inspect import build_run_info, pending_of
 
 __all__ = ["DBOSAgent"]
 
+ENGINE = "dbos"
+
 DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
@@ -196,6 +198,7 @@ class _Steps:
         self.prompt = prompt
         self._queued: list[Step] = []
         self._plans: dict[str, Callable[[], Awaitable[StepResult]]] = {}
+        self.replayed = 0
 
     def execute(self, step: Step) -> Awaitable[StepResult]:
         self._queued.append(step)
@@ -232,13 +235,22 @@ class _Steps:
     ) -> dict[str, Any]:
         """One DBOS step named ``name``; its recorded ``describe`` must be the one the loop asks for now."""
         opts = {**(options or {}), "name": name}
+        ran = False
+
+        async def body() -> dict[str, Any]:
+            nonlocal ran
+            ran = True
+            return await fn()
+
         try:
             if slot is not None:
-                recorded: dict[str, Any] = await slot.run_async(opts, fn)
+                recorded: dict[str, Any] = await slot.run_async(opts, body)
             else:
-                recorded = await DBOS.run_step_async(opts, fn)
+                recorded = await DBOS.run_step_async(opts, body)
         except dbos_error.DBOSUnexpectedStepError as e:
             raise await self._diverged(step, e) from None
+        if not ran and name == step.key:
+            self.replayed += 1
         if recorded.get("d") != step.describe():
             raise NonDeterminismError(
                 run_id=self.run_id, step_key=step.key, recorded=str(recorded.get("d")), requested=step.describe()
@@ -444,6 +456,8 @@ class DBOSAgent(Generic[DepsT, OutputT]):
     # --- the workflow -----------------------------------------------------------------------------------
 
     async def _execute(self, data: dict[str, Any]) -> dict[str, Any]:
+        from ..observability._spans import run_attempt  # OpenTelemetry loads with the first run, not on import
+
         run_id = DBOS.workflow_id
         assert run_id is not None
         start = _START.get()
@@ -456,7 +470,20 @@ class DBOSAgent(Generic[DepsT, OutputT]):
         try:
             model = self.agent.resolve_model(run.model_name)
             steps = _Steps(self, run_id, model, deps, run.prompt)
-            result = await drive(self.agent.new_loop(run, deps, model), steps.execute)
+            # Started here by run(): the first attempt. Recovered or dequeued: DBOS counts the attempts.
+            attempt = 1 if start is not None else await self._attempt(run_id)
+            with run_attempt(
+                self.agent,
+                run_id=run_id,
+                engine=ENGINE,
+                attempt=attempt,
+                trace_context=data.get("trace_context"),
+                model=model.model_name,
+                prompt=run.prompt,
+                count_replayed=lambda: steps.replayed,
+            ) as observed:
+                result = await drive(self.agent.new_loop(run, deps, model), steps.execute)
+                observed.set_result(result)
         except Exception as e:
             # DBOS records the workflow's error; RunFailed keeps perdure's error record in a picklable shape.
             raise RunFailed.wrap(e) from e
@@ -465,6 +492,11 @@ class DBOSAgent(Generic[DepsT, OutputT]):
         if start is not None:
             start.result = result
         return encode_result(result)
+
+    @staticmethod
+    async def _attempt(run_id: str) -> int:
+        status = await _outside_workflow(DBOS.get_workflow_status_async(run_id))
+        return max(1, int(getattr(status, "recovery_attempts", None) or 1))
 
     def _default_deps(self, run_id: str) -> Any:
         if self.deps_factory is not None:
@@ -558,8 +590,8 @@ class DBOSAgent(Generic[DepsT, OutputT]):
         self._require_launched()
         if model is not None and not isinstance(model, str):
             raise UserError("a durable run records its model by name: pass a model string, e.g. 'openai:gpt-4.1'")
-        if run_id is None and not (_in_workflow() and queue is None):
-            run_id = new_run_id()
+        if run_id is None and not _in_workflow():
+            run_id = new_run_id()  # in a workflow, DBOS derives the id from the workflow's (replay-safe)
         if run_id is not None and (not isinstance(run_id, str) or not run_id or len(run_id) > 200):
             raise UserError(f"run_id must be a non-empty string of at most 200 characters, not {run_id!r}")
         run = RunInput(
@@ -571,6 +603,7 @@ class DBOSAgent(Generic[DepsT, OutputT]):
             model_name=model,
         )
         data = encode_input(run, self.agent.fingerprint())
+        data["trace_context"] = _accept_trace_context(self.name, run_id)
         start = _Start(self, deps) if queue is None else None
         token = _START.set(start)
         try:
@@ -726,6 +759,13 @@ class DBOSAgent(Generic[DepsT, OutputT]):
     def list_runs_sync(self, *, status: str | Sequence[str] | None = None, limit: int = 100) -> list[RunInfo]:
         _no_running_loop("list_runs_sync")
         return asyncio.run(self.list_runs(status=status, limit=limit))
+
+
+def _accept_trace_context(agent: str, run_id: str | None) -> dict[str, str] | None:
+    """The trace the run belongs to, recorded with its input: every attempt, in any process, continues it."""
+    from ..observability._spans import accept_trace_context
+
+    return accept_trace_context(agent_name=agent, run_id=run_id or "", engine=ENGINE)
 
 
 async def _status_event(status: Any) -> Any:
