@@ -1,0 +1,261 @@
+"""What crosses Temporal: workflow and activity payloads as plain JSON dicts, validated by pydantic.
+
+Payloads are JSON built here, so they work with any data converter. Their field names are compatibility data
+(recorded in workflow histories; the replay test in tests/temporal pins them).
+
+History stays bounded: a model-request activity carries only the messages that are new since the run's previous
+model request, with the count and a digest of the prefix; the worker keeps the conversation, and fetches it from
+the workflow with a query (queries are not recorded) when it does not have it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._agent import Agent
+from .._exceptions import UserError
+from .._ops import Decision, ModelStep, Step, StepResult, ToolStep
+from .._tools import SideEffects, ToolOutcome
+from ..messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
+from ..models import ModelRequestParameters, ModelSettings
+from ..usage import Usage, UsageLimits
+
+_ANY: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
+_PARAMS: pydantic.TypeAdapter[ModelRequestParameters] = pydantic.TypeAdapter(ModelRequestParameters)
+
+EMPTY_DIGEST = hashlib.sha256(b"perdure").hexdigest()
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # a newer sender may add fields; old workers ignore them
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class ModelCall(_Wire):
+    """Input of the model-request activity."""
+
+    run_id: str
+    key: str
+    turn: int
+    describe: str
+    model: str | None = None
+    """The run's model string, if it overrides the agent's model."""
+    settings: ModelSettings | None = None
+    prefix_count: int = 0
+    prefix_digest: str = EMPTY_DIGEST
+    digest: str = EMPTY_DIGEST
+    """Digest of the whole conversation of this request: the prefix plus ``new_messages``."""
+    new_messages: list[ModelMessage] = Field(default_factory=list)
+    params: ModelRequestParameters | None = None
+    """Sent with a run's first request; later ones name them by ``params_digest``."""
+    params_digest: str = ""
+
+
+class ModelCallResult(_Wire):
+    key: str
+    describe: str
+    response: ModelResponse
+
+
+class ToolCall(_Wire):
+    """Input of the tool-call activity."""
+
+    run_id: str
+    key: str
+    turn: int
+    describe: str
+    tool_name: str
+    args: dict[str, Any]
+    tool_call_id: str
+    side_effects: SideEffects = "at_least_once"
+    idempotency_key: str
+    retry: int = 0
+    prompt: str | None = None
+    deps: Any = None
+
+
+class ToolCallResult(_Wire):
+    key: str
+    describe: str
+    outcome: ToolOutcome
+
+
+class Conversation(_Wire):
+    """Answer of the ``perdure.model_request`` query: everything a model request sends."""
+
+    messages: list[ModelMessage]
+    params: ModelRequestParameters
+
+
+class JournalEntry(_Wire):
+    """A step result carried into a continued-as-new workflow run, replayed there by key."""
+
+    key: str
+    kind: Literal["model", "tool", "wait"]
+    describe: str
+    result: dict[str, Any]
+
+
+class StepRecord(_Wire):
+    key: str
+    kind: str
+    status: str
+    describe: str
+    started_at: float
+    finished_at: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    workflow_run: int = 1
+    replayed: bool = False
+
+
+class PendingRecord(_Wire):
+    run_id: str
+    tool_call_id: str
+    tool_name: str
+    args: dict[str, Any]
+    reason: str
+    key: str
+    since: float
+
+
+class WorkflowInput(_Wire):
+    """Input of the built-in agent workflow (and of each run it continues as new into)."""
+
+    agent: str
+    run_id: str
+    prompt: str | None = None
+    message_history: list[ModelMessage] = Field(default_factory=list)
+    usage_limits: UsageLimits | None = None
+    model_settings: ModelSettings | None = None
+    model: str | None = None
+    deps: Any = None
+    fingerprint: str = ""
+    journal: list[JournalEntry] = Field(default_factory=list)
+    decisions: dict[str, Decision] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list)
+    workflow_run: int = 1
+    """1 for the first workflow run of this agent run, +1 for each continue-as-new."""
+
+
+class RunOutput(_Wire):
+    """Output of the built-in agent workflow: what ``AgentRunResult`` is rebuilt from."""
+
+    output: Any = None
+    output_type: str | None = None
+    messages: list[ModelMessage] = Field(default_factory=list)
+    new_from: int = 0
+    usage: Usage = Field(default_factory=Usage)
+
+
+class Approval(_Wire):
+    """Argument of the ``perdure.approve`` update."""
+
+    run_id: str
+    tool_call_id: str
+    approved: bool = True
+    note: str | None = None
+
+
+# --- digests ----------------------------------------------------------------------------------------------
+
+
+def extend_digest(prefix: str, messages: list[ModelMessage]) -> str:
+    """A rolling digest: the prefix's digest extended with ``messages`` (computed in the workflow only)."""
+    h = hashlib.sha256(prefix.encode())
+    h.update(ModelMessagesTypeAdapter.dump_json(messages))
+    return h.hexdigest()
+
+
+def params_digest(params: ModelRequestParameters) -> str:
+    return hashlib.sha256(_PARAMS.dump_json(params)).hexdigest()[:32]
+
+
+# --- results ----------------------------------------------------------------------------------------------
+
+
+def dump_result(result: StepResult) -> dict[str, Any]:
+    return result.model_dump(mode="json")
+
+
+def load_result(step: Step, data: dict[str, Any]) -> StepResult:
+    if isinstance(step, ModelStep):
+        return ModelResponse.model_validate(data)
+    if isinstance(step, ToolStep):
+        return ToolOutcome.model_validate(data)
+    return Decision.model_validate(data)
+
+
+# --- deps and output --------------------------------------------------------------------------------------
+
+_JSON_NATIVE = (dict, list, str, int, float, bool)
+
+
+def _declared_deps_type(agent: Agent[Any, Any]) -> Any:
+    tp = agent.deps_type
+    return None if tp is type(None) or tp is Any else tp
+
+
+def encode_deps(agent: Agent[Any, Any], deps: Any) -> Any:
+    """``deps`` as JSON, checked to come back as the same type in a worker: otherwise a ``UserError`` now."""
+    if deps is None:
+        return None
+    declared = _declared_deps_type(agent)
+    if declared is None and not isinstance(deps, _JSON_NATIVE):
+        raise UserError(
+            f"deps of type {type(deps).__name__} must be rebuilt in Temporal workers from JSON, and the agent "
+            f"{agent.name!r} does not declare their type: pass Agent(..., deps_type={type(deps).__name__})"
+        )
+    try:
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(declared or type(deps))
+        data = adapter.dump_python(deps, mode="json")
+        json.dumps(data)
+        adapter.validate_python(data)
+    except Exception as e:
+        raise UserError(
+            f"deps of type {type(deps).__name__} cannot cross into Temporal activities: they must be "
+            "pydantic-serializable (a pydantic model, a dataclass or JSON values), because tools run in worker "
+            "processes that rebuild them from JSON. Keep connections and clients out of deps: create them in "
+            f"the worker (e.g. a module-level client) instead. ({type(e).__name__}: {e})"
+        ) from e
+    return data
+
+
+def decode_deps(agent: Agent[Any, Any], data: Any) -> Any:
+    if data is None:
+        return None
+    declared = _declared_deps_type(agent)
+    if declared is None:
+        return data
+    return pydantic.TypeAdapter(declared).validate_python(data)
+
+
+def encode_output(output: Any) -> tuple[Any, str | None]:
+    """The run's output as JSON, and its type's qualified name (to rebuild it as that type at the caller)."""
+    kind = None if isinstance(output, str) else f"{type(output).__module__}.{type(output).__qualname__}"
+    return _ANY.dump_python(output, mode="json"), kind
+
+
+def decode_output(agent: Agent[Any, Any], value: Any, kind: str | None) -> Any:
+    if kind is None:
+        return value
+    for tool in agent._output.tools:
+        tp = tool.output_type
+        if isinstance(tp, type) and f"{tp.__module__}.{tp.__qualname__}" == kind:
+            try:
+                return pydantic.TypeAdapter(tp).validate_python(value)
+            except pydantic.ValidationError:
+                return value
+    if len(agent._output.tools) == 1:
+        try:
+            return pydantic.TypeAdapter(agent._output.tools[0].output_type).validate_python(value)
+        except pydantic.ValidationError:
+            return value
+    return value
