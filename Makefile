@@ -27,6 +27,9 @@ test: $(STAMP) lint typecheck
 demo: $(STAMP)
 	$(VENV)/bin/perdure demo
 
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[all,dev,bench]"
 	$(PY) bench/run.py

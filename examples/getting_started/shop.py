@@ -1,0 +1,44 @@
+"""The agent of the getting-started guide: it takes payment for an order."""
+
+import bank
+
+from perdure import Agent, RunContext
+
+INSTRUCTIONS = "Take payment for the order: look it up, charge the card, then email the receipt."
+
+agent = Agent("openai:gpt-4.1-mini", name="payments", instructions=INSTRUCTIONS)
+
+
+@agent.tool_plain
+def lookup_order(order_id: int) -> dict[str, int]:
+    """Look up an order.
+
+    Args:
+        order_id: the order number.
+    """
+    return {"order_id": order_id, "amount_cents": 4200}
+
+
+# --8<-- [start:charge]
+@agent.tool
+def charge_card(ctx: RunContext[None], amount_cents: int) -> str:
+    """Charge the customer's card; returns the charge id.
+
+    Args:
+        amount_cents: the amount, in cents.
+    """
+    # The key is the same on every retry and resume of this call: the bank charges once.
+    return bank.charge(amount_cents, idempotency_key=ctx.idempotency_key or "")
+
+
+# --8<-- [end:charge]
+
+
+@agent.tool_plain
+def send_receipt(charge_id: str) -> str:
+    """Email the receipt of a charge.
+
+    Args:
+        charge_id: the charge id returned by charge_card.
+    """
+    return f"receipt for {charge_id} sent"

@@ -1,0 +1,45 @@
+"""Fixtures of the documentation tests: a working directory per example, and a fake OpenAI server.
+
+Examples that name a real provider model (``"openai:gpt-4.1-mini"``) run unchanged against a local HTTP server
+that speaks the OpenAI wire format (``tests/providers/fake_server.py``): the real ``openai`` SDK sends the requests,
+the test scripts the answers. Nothing reaches the internet, and no example needs a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.providers.fake_server import FakeProviderServer
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """The directory an example runs in (its perdure.db, ledgers and markers land here)."""
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def _openai_server() -> Iterator[FakeProviderServer]:
+    server = FakeProviderServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def openai(_openai_server: FakeProviderServer) -> Iterator[FakeProviderServer]:
+    """The fake OpenAI server, empty; queue its answers with ``enqueue``. Every queued answer must be used."""
+    _openai_server.reset()
+    yield _openai_server
+    assert _openai_server.pending == 0, "the example asked the model fewer times than the test scripted"
+
+
+@pytest.fixture
+def openai_env(openai: FakeProviderServer) -> dict[str, str]:
+    """What points the openai SDK at the fake server: the variables a reader sets for the real one."""
+    return {"OPENAI_BASE_URL": openai.openai_base_url, "OPENAI_API_KEY": "sk-docs-test"}
