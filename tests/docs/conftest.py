@@ -43,3 +43,15 @@ def openai(_openai_server: FakeProviderServer) -> Iterator[FakeProviderServer]:
 def openai_env(openai: FakeProviderServer) -> dict[str, str]:
     """What points the openai SDK at the fake server: the variables a reader sets for the real one."""
     return {"OPENAI_BASE_URL": openai.openai_base_url, "OPENAI_API_KEY": "sk-docs-test"}
+
+
+@pytest.fixture
+def dbos_database(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database for DBOS, copied from the conformance suite's migrated template."""
+    from tests.conformance.engine_dbos import PG_DSN, _postgres_databases
+    from tests.conftest import require
+
+    databases = _postgres_databases(request)
+    require(databases is not None, f"PostgreSQL at {PG_DSN!r}")
+    assert databases is not None
+    return databases.fresh()

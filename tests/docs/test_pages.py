@@ -39,6 +39,7 @@ RUN_ELSEWHERE = {
 # Shell commands shown but not run, with the reason.
 NOT_RUN = {
     "docker": "starts infrastructure (a PostgreSQL server); the tests use the machine's PostgreSQL instead",
+    "dbos postgres": "starts PostgreSQL in Docker; the tests use the machine's PostgreSQL instead",
 }
 
 
@@ -196,6 +197,8 @@ def check_command(command: str, page: Path) -> None:
             assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"{where}: no make target {target}"
     elif program in ("temporal", "prefect"):
         check_server_flags(program, args, where)
+    elif program == "dbos":
+        check_dbos_command(args, where)
     else:
         assert program in NOT_RUN, f"{where}: no rule checks this command; add one to tests/docs/test_pages.py"
 
@@ -252,3 +255,17 @@ def check_server_flags(program: str, args: list[str], where: str) -> None:
     assert args[: len(expected)] == expected, f"{where}: only `{program} {' '.join(expected)}` is checked"
     for flag in (a.split("=")[0] for a in args[len(expected) :] if a.startswith("-")):
         assert re.search(rf"(^|[\s,]){re.escape(flag)}\b", _help(program)), f"{where}: {program} has no {flag}"
+
+
+def check_dbos_command(args: list[str], where: str) -> None:
+    """DBOS's command line: the subcommand exists and takes the options given (``dbos ... --help``)."""
+    if f"dbos {args[0]}" in NOT_RUN:
+        return
+    words = [a for a in args if not a.startswith("-") and not a.startswith("$")]
+    path = words[:2]  # dbos workflow list
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dbos")), *path, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, f"{where}: no `dbos {' '.join(path)}`\n{done.stderr}"
+    for flag in (a for a in args if a.startswith("-")):
+        assert re.search(rf"(^|[\s,]){re.escape(flag)}\b", done.stdout), f"{where}: `dbos` has no {flag}"
