@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import json
 import os
 import time
@@ -459,7 +460,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         with ``requires_approval=True`` is suspended and this raises ``RunWaiting``.
         """
         run_id = run_id or new_run_id()
-        created = self._accept(run_id, prompt, message_history, model, usage_limits, model_settings, "running")
+        created = await self._accept(run_id, prompt, message_history, model, usage_limits, model_settings, "running")
         if created:
             return await self._execute(run_id, deps, fresh=True)
         return await self.resume(run_id, deps=deps)
@@ -501,10 +502,10 @@ class DurableAgent(Generic[DepsT, OutputT]):
     ) -> str:
         """Accept a run durably and return its id at once; a worker (``serve()``, ``perdure worker``) executes it."""
         run_id = run_id or new_run_id()
-        self._accept(run_id, prompt, message_history, model, usage_limits, model_settings, "pending")
+        await self._accept(run_id, prompt, message_history, model, usage_limits, model_settings, "pending")
         return run_id
 
-    def _accept(
+    async def _accept(
         self,
         run_id: str,
         prompt: str | None,
@@ -514,7 +515,11 @@ class DurableAgent(Generic[DepsT, OutputT]):
         model_settings: ModelSettings | None,
         status: Literal["running", "pending"],
     ) -> bool:
-        """Commit the run row (accepted = durable). False if the run id already exists."""
+        """Commit the run row (accepted = durable). False if the run id already exists.
+
+        The commit is shared with concurrent acceptances and steps in this process (group commit); the run
+        is durable before this returns, so before its first step.
+        """
         if model is not None and not isinstance(model, str):
             raise UserError("a durable run records its model by name: pass a model string, e.g. 'openai:gpt-4.1'")
         if not isinstance(run_id, str) or not run_id or len(run_id) > 200:
@@ -529,34 +534,39 @@ class DurableAgent(Generic[DepsT, OutputT]):
         )
         t = now()
         owner, lease = (this_owner(), t + self.lease_seconds) if status == "running" else (None, None)
-        counts = self._journal.write_counts(
-            [
+        if self._journal.get_run(run_id) is not None:
+            return self._existing(run_id)
+        statements: list[tuple[str, Sequence[Any]]] = [
+            (
+                "INSERT INTO perdure_runs (run_id, agent, fingerprint, status, input, owner, "
+                "lease_expires, attempts, trace_context, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    "INSERT OR IGNORE INTO perdure_runs (run_id, agent, fingerprint, status, input, owner, "
-                    "lease_expires, attempts, trace_context, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        run_id,
-                        self.name,
-                        self._fingerprint(),
-                        status,
-                        encode_input(run),
-                        owner,
-                        lease,
-                        1 if status == "running" else 0,
-                        _trace_context(self.name, run_id),
-                        t,
-                        t,
-                    ),
-                )
-            ]
-        )
-        if counts[0] == 0:
-            row = self._journal.get_run(run_id)
-            if row is not None and row.agent != self.name:
-                raise UserError(f"run {run_id!r} belongs to agent {row.agent!r}, not {self.name!r}")
-            return False
+                    run_id,
+                    self.name,
+                    self._fingerprint(),
+                    status,
+                    encode_input(run),
+                    owner,
+                    lease,
+                    1 if status == "running" else 0,
+                    _trace_context(self.name, run_id),
+                    t,
+                    t,
+                ),
+            )
+        ]
+        try:
+            await self._journal.queue(statements)
+        except sqlite3.IntegrityError:
+            return self._existing(run_id)  # another process accepted the same run id first
         _run_started(self.name)
         return True
+
+    def _existing(self, run_id: str) -> bool:
+        row = self._journal.get_run(run_id)
+        if row is not None and row.agent != self.name:
+            raise UserError(f"run {run_id!r} belongs to agent {row.agent!r}, not {self.name!r}")
+        return False
 
     # --- executing ----------------------------------------------------------------------------------------
 
