@@ -55,3 +55,11 @@ def dbos_database(request: pytest.FixtureRequest) -> str:
     require(databases is not None, f"PostgreSQL at {PG_DSN!r}")
     assert databases is not None
     return databases.fresh()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(pytestconfig: pytest.Config) -> str:
+    """The session's Temporal dev server (shared with tests/temporal and the conformance suite)."""
+    from tests.temporal._devserver import dev_server
+
+    return dev_server(pytestconfig).address
