@@ -17,7 +17,7 @@ def temporal_env(temporal_address: str, tmp_path_factory: pytest.TempPathFactory
     """TEMPORAL_ADDRESS, with `python worker.py` running against it for the module's tests."""
     env = {"TEMPORAL_ADDRESS": temporal_address}
     cwd = tmp_path_factory.mktemp("temporal-worker")
-    worker = start_process([sys.executable, str(EXAMPLES / "temporal_engine" / "worker.py")], cwd=cwd, env=env)
+    worker = start_process([sys.executable, str(EXAMPLES / "temporal_engine/worker.py")], cwd=cwd, env=env)
     assert worker.stdout is not None
     line = worker.stdout.readline()
     if line != "worker ready\n":
