@@ -144,8 +144,8 @@ def start_process(argv: list[str], *, cwd: Path, env: Mapping[str, str] | None =
 
 
 def stop_process(proc: subprocess.Popen[str], sig: int = 15, timeout: float = 30) -> tuple[int, str, str]:
-    """Send ``sig`` (SIGTERM by default); the exit code and the output."""
-    if proc.poll() is None:
+    """Send ``sig`` (SIGTERM by default; 0: none, wait for the process to end); the exit code and the output."""
+    if sig and proc.poll() is None:
         proc.send_signal(sig)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -154,3 +154,16 @@ def stop_process(proc: subprocess.Popen[str], sig: int = 15, timeout: float = 30
         out, err = proc.communicate()
         raise AssertionError(f"{proc.args} did not stop on signal {sig}:\n{out}\n{err}") from None
     return proc.returncode, out, err
+
+
+def run_concurrently(*runs: tuple[str, tuple[str, ...], dict[str, object]]) -> list[str]:
+    """Run examples that need processes of their own side by side (``(path, args, run_example options)``): the
+    machine has more than one core, and each process spends most of its time importing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = [
+            pool.submit(run_example, path, *args, fresh_process=True, **options)  # type: ignore[arg-type]
+            for path, args, options in runs
+        ]
+        return [f.result() for f in futures]

@@ -7,7 +7,7 @@ the test scripts the answers. Nothing reaches the internet, and no example needs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,15 +46,15 @@ def openai_env(openai: FakeProviderServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def dbos_database(request: pytest.FixtureRequest) -> str:
-    """A fresh PostgreSQL database for DBOS, copied from the conformance suite's migrated template."""
+def dbos_databases(request: pytest.FixtureRequest) -> Callable[[], str]:
+    """Fresh PostgreSQL databases for DBOS, copied from the conformance suite's migrated template."""
     from tests.conformance.engine_dbos import PG_DSN, _postgres_databases
     from tests.conftest import require
 
     databases = _postgres_databases(request)
     require(databases is not None, f"PostgreSQL at {PG_DSN!r}")
     assert databases is not None
-    return databases.fresh()
+    return databases.fresh
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +63,11 @@ def temporal_address(pytestconfig: pytest.Config) -> str:
     from tests.temporal._devserver import dev_server
 
     return dev_server(pytestconfig).address
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(pytestconfig: pytest.Config) -> str:
+    """The session's Prefect server (shared with tests/prefect and the conformance suite)."""
+    from tests.prefect._server import shared_server
+
+    return shared_server(pytestconfig).api_url

@@ -1,5 +1,6 @@
-"""docs/engines/dbos.md, on the machine's PostgreSQL (a fresh database per test): the smallest program, recovery
-after a SIGKILL, an approval, and DBOS's command line on the runs. Each example launches DBOS in its own process."""
+"""docs/engines/dbos.md, on the machine's PostgreSQL (a fresh database per program): the smallest program, an
+approval, recovery after a SIGKILL, and DBOS's command line on the runs. Each example launches DBOS in its own
+process; the independent ones run side by side."""
 
 from __future__ import annotations
 
@@ -7,15 +8,30 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from ._run import DOCS, run_example
+import pytest
+
+from ._run import DOCS, run_concurrently, run_example
 from .test_pages import blocks
 
 
-def test_smallest_program_and_dbos_command_line(dbos_database: str, workdir: Path) -> None:
-    env = {"DBOS_SYSTEM_DATABASE_URL": dbos_database}
-    run_example("dbos_engine/app.py", cwd=workdir, env=env, fresh_process=True)
+def test_dbos_examples(dbos_databases: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    app = {"cwd": tmp_path_factory.mktemp("app"), "env": {"DBOS_SYSTEM_DATABASE_URL": dbos_databases()}}
+    approvals = {"cwd": tmp_path_factory.mktemp("approvals"), "env": {"DBOS_SYSTEM_DATABASE_URL": dbos_databases()}}
+    crash = {"cwd": tmp_path_factory.mktemp("crash"), "env": {"DBOS_SYSTEM_DATABASE_URL": dbos_databases()}}
+    run_concurrently(
+        ("dbos_engine/app.py", (), app),
+        ("dbos_engine/approvals.py", (), approvals),
+        ("dbos_engine/crash.py", (), {**crash, "returncode": -9}),  # killed inside charge_card
+    )
+    run_example("dbos_engine/crash.py", fresh_process=True, **crash)  # type: ignore[arg-type]  # recovers order-7
+    check_dbos_command_line(app["cwd"], app["env"])  # type: ignore[arg-type]
+
+
+def check_dbos_command_line(cwd: Path, env: dict[str, str]) -> None:
+    """The page's `dbos workflow ...` commands, run as a reader would: in a shell with the variable exported."""
     shown = [
         line
         for lang, body in blocks(DOCS / "engines" / "dbos.md")
@@ -25,10 +41,10 @@ def test_smallest_program_and_dbos_command_line(dbos_database: str, workdir: Pat
     ]
     assert len(shown) == 2
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # as in an activated venv
-    for line in shown:  # run as a reader would, in a shell with the variable exported
+    for line in shown:
         done = subprocess.run(
             ["bash", "-c", line],
-            cwd=workdir,
+            cwd=cwd,
             env={**os.environ, **env, "PATH": path},
             capture_output=True,
             text=True,
@@ -36,15 +52,3 @@ def test_smallest_program_and_dbos_command_line(dbos_database: str, workdir: Pat
         )
         assert done.returncode == 0, done.stderr
         assert re.search(r"refund-42|turn/1/model", done.stdout), done.stdout
-
-
-def test_recovery_after_a_crash(dbos_database: str, workdir: Path) -> None:
-    env = {"DBOS_SYSTEM_DATABASE_URL": dbos_database}
-    run_example("dbos_engine/crash.py", cwd=workdir, env=env, fresh_process=True, returncode=-9)
-    run_example("dbos_engine/crash.py", cwd=workdir, env=env, fresh_process=True)
-
-
-def test_approvals(dbos_database: str, workdir: Path) -> None:
-    run_example(
-        "dbos_engine/approvals.py", cwd=workdir, env={"DBOS_SYSTEM_DATABASE_URL": dbos_database}, fresh_process=True
-    )

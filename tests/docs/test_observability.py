@@ -8,20 +8,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ._collector import Collector
-from ._run import perdure, run_example
+from ._run import perdure, run_concurrently, run_example
 
 
-def test_traces(workdir: Path) -> None:
-    run_example("observability/traces.py", cwd=workdir, fresh_process=True)
-
-
-def test_metrics(workdir: Path) -> None:
-    run_example("observability/metrics.py", cwd=workdir, fresh_process=True)
-
-
-def test_content_on_spans(workdir: Path) -> None:
-    run_example("observability/content.py", cwd=workdir, fresh_process=True)
+def test_traces_metrics_and_content(tmp_path_factory: pytest.TempPathFactory) -> None:
+    run_concurrently(
+        ("observability/traces.py", (), {"cwd": tmp_path_factory.mktemp("traces")}),
+        ("observability/metrics.py", (), {"cwd": tmp_path_factory.mktemp("metrics")}),
+        ("observability/content.py", (), {"cwd": tmp_path_factory.mktemp("content")}),
+    )
 
 
 def test_otlp_one_trace_across_two_processes(workdir: Path) -> None:

@@ -64,9 +64,12 @@ def _tests_source() -> str:
 
 @cache
 def example_runs() -> set[tuple[str, tuple[str, ...]]]:
-    """Every (example path, args) that a test of this folder runs with ``run_example``."""
+    """Every (example path, args) that a test of this folder runs (``run_example``, ``run_concurrently``)."""
     calls = re.finditer(r'run_example\(\s*"([^"]+)"((?:,\s*"[^"]*")*)', _tests_source())
     runs = {(m.group(1), tuple(re.findall(r'"([^"]*)"', m.group(2)))) for m in calls}
+    # run_concurrently(("path", (args...), options), ...)
+    tuples = re.finditer(r'\(\s*"([\w/]+\.py)",\s*\(((?:\s*"[^"]*",?)*)\s*\)', _tests_source())
+    runs |= {(m.group(1), tuple(re.findall(r'"([^"]*)"', m.group(2)))) for m in tuples}
     # Long-running examples (workers) and example test files are started by path, without arguments.
     return runs | {(m, ()) for m in re.findall(r'EXAMPLES / "([^"]+\.py)"', _tests_source())}
 
