@@ -1,8 +1,9 @@
 """MkDocs hook: benchmark figures on the pages come from bench/RESULTS.md (``make bench``) when the site is built.
 
-``<!-- bench: SECTION | MEASURE -->`` becomes the median of the first row of RESULTS.md whose measure contains
-MEASURE, in a section whose heading contains SECTION (both case-insensitive; sections that measure other
-frameworks, the anchors, are skipped unless SECTION names them); ``<!-- bench: measured -->`` the
+``<!-- bench: SECTION; MEASURE -->`` becomes the median (second cell) of the first row of RESULTS.md whose
+first cell contains MEASURE, in a section whose heading contains SECTION; ``<!-- bench: SECTION; ROW; COLUMN -->``
+the cell of such a row under the column whose header contains COLUMN (all case-insensitive; sections that measure
+other frameworks, the anchors, are skipped unless SECTION names them). ``<!-- bench: measured -->`` becomes the
 line saying when and where they were measured. A figure that RESULTS.md does not hold (yet) reads "not measured
 yet". The pages cannot drift from the file: there is nothing to copy by hand.
 """
@@ -23,39 +24,55 @@ _MARK = re.compile(r"<!-- bench: (?P<spec>[^>]*?) -->")
 @dataclass(frozen=True)
 class Row:
     section: str
-    measure: str
-    median: str
+    header: tuple[str, ...]
+    cells: tuple[str, ...]
 
 
 def parse(text: str) -> tuple[str | None, list[Row]]:
-    """The "Measured ..." line, and every table row (section heading, first cell, second cell)."""
+    """The "Measured ..." line, and every table row with its section heading and its table's header."""
     measured = None
     section = ""
+    header: tuple[str, ...] = ()
     rows: list[Row] = []
+    previous = ""
     for line in text.splitlines():
         if line.startswith("Measured ") and measured is None:
             measured = line.strip().rstrip(".")
         elif line.startswith("## "):
             section = line[3:].strip()
-        elif line.startswith("|") and not set(line) <= set("|-: "):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) >= 2 and cells[1] and cells[0] not in ("measure", "turns", "durability", "system"):
-                rows.append(Row(section, cells[0], cells[1]))
+        elif line.startswith("|"):
+            cells = tuple(c.strip() for c in line.strip().strip("|").split("|"))
+            if set(line) <= set("|-: "):
+                header = tuple(c.strip() for c in previous.strip().strip("|").split("|"))
+            elif not previous.startswith("|"):
+                pass  # a header row: its cells become the header when the separator line follows
+            else:
+                rows.append(Row(section, header, cells))
+        previous = line
     return measured, rows
 
 
 def figure(spec: str, measured: str | None, rows: list[Row]) -> str:
+    """``SECTION; MEASURE``: the second cell of the row whose first cell contains MEASURE;
+    ``SECTION; ROW; COLUMN``: the cell of that row under the header that contains COLUMN."""
     if spec.strip() == "measured":
         if measured is None:
             return "No benchmark results yet: `make bench` writes them to bench/RESULTS.md."
         return f"{measured} (bench/RESULTS.md, written by `make bench`)."
-    section, _, measure = (part.strip().lower() for part in spec.partition("|"))
+    section, row_key, *column = (part.strip().lower() for part in spec.split(";"))
     for row in rows:
         heading = row.section.lower()
         if any(other in heading and other not in section for other in _OTHERS):
             continue  # a section measuring other frameworks (the anchors) never stands for perdure's engines
-        if section in heading and measure in row.measure.lower():
-            return row.median
+        if section not in heading or row_key not in row.cells[0].lower():
+            continue
+        if not column:
+            value = row.cells[1] if len(row.cells) > 1 else ""
+        else:
+            found = [i for i, name in enumerate(row.header) if column[0] in name.lower()]
+            value = row.cells[found[0]] if found and found[0] < len(row.cells) else ""
+        if value and re.match(r"^[\d.,]+ ?\w", value):
+            return value
     return NOT_MEASURED
 
 

@@ -33,6 +33,13 @@ Measured 2026-11-30 14:14 UTC on vm: 2 cores.
 |---|---|---|---|
 | 10 | 3,275 | 328 | 32,768 |
 
+## DBOS (issue 4)
+
+| system database | one DBOS step alone | perdure DBOSAgent per step | pydantic-ai DBOSAgent per step |
+|---|---|---|---|
+| SQLite | 1.100 ms | 2.200 ms | 5.700 ms |
+| PostgreSQL | not measured: no server at 127.0.0.1:5432 | | |
+
 ## Anchors: pydantic-ai on Temporal
 
 | measure | median |
@@ -57,12 +64,14 @@ def placeholders() -> list[str]:
 def test_placeholders_become_figures() -> None:
     bench = hook()
     page = (
-        "<!-- bench: embedded | overhead per step, durability=full --> / "
-        "<!-- bench: core | loop cost per model turn --> / <!-- bench: temporal | overhead per step -->\n"
+        "<!-- bench: embedded; overhead per step, durability=full --> / "
+        "<!-- bench: core; loop cost per model turn --> / <!-- bench: temporal; overhead per step --> / "
+        "<!-- bench: dbos; sqlite; perdure dbosagent per step --> / "
+        "<!-- bench: dbos; postgresql; perdure dbosagent per step -->\n"
         "<!-- bench: measured -->"
     )
     assert bench.render(page, SAMPLE) == (
-        "3.465 ms / 0.320 ms / not measured yet\n"
+        "3.465 ms / 0.320 ms / not measured yet / 2.200 ms / not measured yet\n"
         "Measured 2026-11-30 14:14 UTC on vm: 2 cores (bench/RESULTS.md, written by `make bench`)."
     )
     assert "not measured yet" in bench.render(page, None)
