@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -74,20 +75,120 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _runs_list(args: argparse.Namespace) -> int:
-    from .local._admin import parse_duration
-    from .local._durable import run_info_from_row
+class _Backend:
+    """Where runs live: the embedded journal, or a DBOS system database (``--dbos URL``)."""
 
-    journal = _open(args.journal)
-    if args.stuck:
+    where: str
+
+    def runs(self, status: str | None, agent: str | None, limit: int) -> list[Any]:
+        raise NotImplementedError
+
+    def stuck(self, seconds: float, agent: str | None) -> list[Any]:
+        raise NotImplementedError
+
+    def show(self, run_id: str) -> Any:
+        raise NotImplementedError
+
+    def cancel(self, run_id: str) -> None:
+        raise NotImplementedError
+
+    def approve(self, run_id: str, call_id: str, approved: bool, note: str | None) -> None:
+        raise NotImplementedError
+
+
+class _LocalBackend(_Backend):
+    def __init__(self, path: str) -> None:
+        self.journal = _open(path)
+        self.where = path
+
+    def runs(self, status: str | None, agent: str | None, limit: int) -> list[Any]:
+        from .local._durable import run_info_from_row
+
+        rows = self.journal.list_runs(agent=agent, statuses=[status] if status else None, limit=limit)
+        return [run_info_from_row(self.journal, r, with_steps=False) for r in rows]
+
+    def stuck(self, seconds: float, agent: str | None) -> list[Any]:
         from .local._stuck import stuck_runs
 
-        infos = stuck_runs(journal, parse_duration(args.stuck))
+        return stuck_runs(self.journal, seconds, agent=agent)
+
+    def show(self, run_id: str) -> Any:
+        from .local._durable import run_info
+
+        info = run_info(self.journal, run_id)
+        if info is None:
+            raise UserError(f"no run {run_id!r} in {self.where}")
+        return info
+
+    def cancel(self, run_id: str) -> None:
+        from .local._durable import request_cancel
+
+        request_cancel(self.journal, run_id)
+
+    def approve(self, run_id: str, call_id: str, approved: bool, note: str | None) -> None:
+        from .local._durable import decide
+
+        decide(self.journal, run_id, call_id, approved=approved, note=note)
+
+
+class _DBOSBackend(_Backend):
+    """Runs of ``DBOSAgent``s, read and operated through DBOS's client: no agent, no launched DBOS needed."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            from .dbos import _admin
+        except ImportError as e:
+            raise UserError(f'--dbos needs the dbos extra: pip install "perdure[dbos]" ({e})') from e
+        self.admin = _admin
+        self.url = url
+        self.where = f"DBOS {url}"
+
+    def runs(self, status: str | None, agent: str | None, limit: int) -> list[Any]:
+        from .local._durable import RunInfo
+
+        return [RunInfo.from_json(d) for d in self.admin.list_runs(self.url, status, limit, agent=agent)]
+
+    def stuck(self, seconds: float, agent: str | None) -> list[Any]:
+        # DBOS keeps no lease: a run is stuck when it is running and no step started or finished in the window.
+        cutoff = time.time() - seconds
+        out = []
+        for info in self.runs("running", agent, 10_000):
+            full = self.show(info.run_id)
+            marks = [m for s in full.steps for m in (s.started_at, s.finished_at) if m is not None]
+            if max(marks, default=full.updated_at or full.created_at) < cutoff:
+                out.append(full)
+        return out
+
+    def show(self, run_id: str) -> Any:
+        from .local._durable import RunInfo
+
+        return RunInfo.from_json(self.admin.get_run(self.url, run_id))
+
+    def cancel(self, run_id: str) -> None:
+        self.admin.cancel(self.url, run_id)
+
+    def approve(self, run_id: str, call_id: str, approved: bool, note: str | None) -> None:
+        self.admin.approve(self.url, run_id, call_id, approved, note)
+
+
+def _backend(args: argparse.Namespace) -> _Backend:
+    if getattr(args, "dbos", None):
+        if getattr(args, "journal_given", False):
+            raise UserError("give either --journal or --dbos, not both")
+        return _DBOSBackend(args.dbos)
+    return _LocalBackend(args.journal)
+
+
+def _runs_list(args: argparse.Namespace) -> int:
+    from .local._admin import parse_duration
+
+    backend = _backend(args)
+    if args.stuck:
+        infos = backend.stuck(parse_duration(args.stuck), args.agent)
         if args.status:
             infos = [i for i in infos if i.status == args.status]
     else:
-        rows = journal.list_runs(agent=args.agent, statuses=[args.status] if args.status else None, limit=args.limit)
-        infos = [run_info_from_row(journal, r, with_steps=False) for r in rows]
+        infos = backend.runs(args.status, args.agent, args.limit)
     if args.agent:
         infos = [i for i in infos if i.agent == args.agent]
     if args.json:
@@ -96,7 +197,7 @@ def _runs_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"runs in {args.journal}" + (f" stuck for {args.stuck}" if args.stuck else ""))
+    table = Table(title=f"runs in {backend.where}" + (f" stuck for {args.stuck}" if args.stuck else ""))
     for col in ("run id", "agent", "status", "attempts", "created", "updated", "error"):
         table.add_column(col)
     colors = {
@@ -123,11 +224,8 @@ def _runs_list(args: argparse.Namespace) -> int:
 
 def _runs_show(args: argparse.Namespace) -> int:
     from ._demo import render_timeline
-    from .local._durable import run_info
 
-    info = run_info(_open(args.journal), args.run_id)
-    if info is None:
-        raise UserError(f"no run {args.run_id!r} in {args.journal}")
+    info = _backend(args).show(args.run_id)
     if args.json:
         _print_json(info.to_json())
         return 0
@@ -154,12 +252,9 @@ def _runs_show(args: argparse.Namespace) -> int:
 
 
 def _runs_cancel(args: argparse.Namespace) -> int:
-    from .local._durable import request_cancel, run_info
-
-    journal = _open(args.journal)
-    request_cancel(journal, args.run_id)
-    info = run_info(journal, args.run_id)
-    assert info is not None
+    backend = _backend(args)
+    backend.cancel(args.run_id)
+    info = backend.show(args.run_id)
     print(f"run {args.run_id}: {info.status}" + (" (stops at its next step)" if info.status == "running" else ""))
     return 0
 
@@ -189,13 +284,14 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from .local._durable import decide
-
-    decide(_open(args.journal), args.run_id, args.call_id, approved=not args.deny, note=args.note)
-    print(
-        f"run {args.run_id}: call {args.call_id} {'denied' if args.deny else 'approved'}; a worker or "
-        f"`perdure runs resume` continues the run"
+    backend = _backend(args)
+    backend.approve(args.run_id, args.call_id, not args.deny, args.note)
+    then = (
+        "the run continues in a process with DBOS launched"
+        if isinstance(backend, _DBOSBackend)
+        else "a worker or `perdure runs resume` continues the run"
     )
+    print(f"run {args.run_id}: call {args.call_id} {'denied' if args.deny else 'approved'}; {then}")
     return 0
 
 
@@ -235,6 +331,16 @@ def _parser() -> argparse.ArgumentParser:
             help="journal file (default: $PERDURE_JOURNAL or perdure.db; a DurableAgent's own for module:attr)",
         )
 
+    def store_opts(p: argparse.ArgumentParser) -> None:
+        journal_opt(p)
+        p.add_argument(
+            "--dbos",
+            metavar="URL",
+            default=os.environ.get("PERDURE_DBOS_URL"),
+            help="operate DBOSAgent runs in this DBOS system database (postgresql://... or sqlite:///...) "
+            "instead of a journal (default: $PERDURE_DBOS_URL)",
+        )
+
     demo = sub.add_parser("demo", help="crash a run with SIGKILL mid-tool and recover it in a new process")
     demo.add_argument("--model", default=None, help="run against a real model, e.g. openai:gpt-4.1-mini")
     demo.add_argument("--journal", default=None, help="keep the journal at this path")
@@ -244,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list, show, resume, cancel and prune runs")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     ls = runs_sub.add_parser("list", help="list runs, newest first")
-    journal_opt(ls)
+    store_opts(ls)
     ls.add_argument("--status", choices=["pending", "running", "waiting", "completed", "failed", "cancelled"])
     ls.add_argument(
         "--stuck",
@@ -256,7 +362,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(fn=_runs_list)
     show = runs_sub.add_parser("show", help="one run: its step timeline, usage, decisions, error")
-    journal_opt(show)
+    store_opts(show)
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(fn=_runs_show)
@@ -266,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--agent", required=True, help="module:attr of the Agent or DurableAgent")
     resume.set_defaults(fn=_resume)
     cancel = runs_sub.add_parser("cancel", help="cancel a run; it stops at its next step")
-    journal_opt(cancel)
+    store_opts(cancel)
     cancel.add_argument("run_id")
     cancel.set_defaults(fn=_runs_cancel)
     prune_p = runs_sub.add_parser("prune", help="delete finished runs older than a duration")
@@ -277,7 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     prune_p.set_defaults(fn=_runs_prune)
 
     approve = sub.add_parser("approve", help="approve (or --deny) a call waiting for a human")
-    journal_opt(approve)
+    store_opts(approve)
     approve.add_argument("run_id")
     approve.add_argument("call_id")
     approve.add_argument("--deny", action="store_true")

@@ -113,6 +113,20 @@ class RunInfo:
         data["pending"] = [p.__dict__ for p in self.pending]
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        """The inverse of ``to_json`` (for runs described by another engine's admin API)."""
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        usage = dict(data.get("usage") or {})
+        usage.pop("total_tokens", None)
+        fields["usage"] = Usage(**usage)
+        fields["steps"] = [
+            StepInfo(**{k: v for k, v in s.items() if k in StepInfo.__dataclass_fields__})
+            for s in data.get("steps") or []
+        ]
+        fields["pending"] = [PendingDecision(**p) for p in data.get("pending") or []]
+        return cls(**fields)
+
 
 class _Suspend(Exception):
     """A step is waiting for a human: the run stops here and holds no process."""
