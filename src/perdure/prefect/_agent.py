@@ -29,11 +29,10 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
 import pydantic
-from prefect import Flow, Task
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -54,11 +53,13 @@ from prefect.exceptions import ObjectNotFound, Pause, PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 from prefect.flow_engine import run_flow_async
 from prefect.flow_runs import asuspend_flow_run
+from prefect.flows import Flow
 from prefect.input import RunInput as PrefectRunInput
 from prefect.results import ResultStore, aget_default_result_storage, get_result_store
 from prefect.serializers import JSONSerializer
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Cancelling, Pending
+from prefect.tasks import Task
 
 from .._agent import Agent
 from .._engine import new_run_id, perform_model_step, perform_tool_step
@@ -81,6 +82,7 @@ from ..local._owner import is_dead_local_owner, this_owner
 from ..local._records import decode_input, encode_input, encode_output
 from ..messages import ModelMessage, ModelResponse
 from ..models import Model, ModelSettings
+from ..observability import engine as telemetry
 from ..usage import Usage, UsageLimits
 from . import _names as names
 from ._config import TaskConfig
@@ -116,6 +118,7 @@ class _Attempt:
 
     deps: Any
     fresh: bool
+    number: int = 1
     result: AgentRunResult[Any] | None = None
     error: BaseException | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)
@@ -230,6 +233,13 @@ def _local_storage(path: os.PathLike[str]) -> Any:
     return LocalFileSystem(basepath=str(Path(os.fspath(path)).expanduser().resolve()))
 
 
+async def _attempts(client: Any, flow_run: Any) -> int:
+    """How many executions the run had, this one included: each began with a perdure claim."""
+    states = await client.read_flow_run_states(flow_run.id)
+    claims = [s for s in states if s.type == StateType.PENDING and (s.message or "").startswith(_CLAIMED_BY)]
+    return max(1, len(claims))
+
+
 def _timestamp(value: Any) -> float | None:
     return None if value is None else float(value.timestamp())
 
@@ -286,6 +296,8 @@ class _Executor:
         self.prompt = prompt
         self.fresh = fresh  # created by this call: nothing can be recorded ahead of the loop
         self.cancelled = False
+        self.executed: set[str] = set()
+        self.replayed = 0
         self.pending: list[dict[str, Any]] = []
         self._inflight: set[asyncio.Future[Any]] = set()
         self._group: _WaitGroup | None = None
@@ -316,6 +328,8 @@ class _Executor:
             raise
         finally:
             self._inflight.discard(future)
+        if step.key not in self.executed:
+            self.replayed += 1  # a cache hit: the task body did not run
         return self._accept(step, record)
 
     def _accept(self, step: Step, record: Mapping[str, Any]) -> StepResult:
@@ -334,6 +348,7 @@ class _Executor:
     async def perform(self, step: Step) -> dict[str, Any]:
         started = time.time()
         await self._before_executing(step)
+        self.executed.add(step.key)
         result: StepResult
         if isinstance(step, ModelStep):
             result = await perform_model_step(self.model, step, self.pa.agent.retry_config)
@@ -431,6 +446,9 @@ class _Executor:
         except PrefectHTTPStatusError as e:
             if not _is_conflict(e):  # written by an earlier execution of this wait: the same calls
                 raise
+        else:
+            for _ in calls:
+                telemetry.approval_wait_started(agent_name=self.pa.agent.name, engine=ENGINE)
         self.pending = [{k: v for k, v in c.items() if k != "index"} for c in calls]
         # Suspends the flow run (raises Pause: the process is free) or, once resumed, returns the decisions.
         answer = await asuspend_flow_run(wait_for_input=_approval_input(undecided), key=pause, timeout=None)
@@ -739,7 +757,13 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             model_name=model,
         )
         nonce = uuid4().hex
-        context: dict[str, Any] = {"agent": self.name, "fingerprint": self.agent.fingerprint(), "nonce": nonce}
+        context: dict[str, Any] = {
+            "agent": self.name,
+            "fingerprint": self.agent.fingerprint(),
+            "nonce": nonce,
+            # Every attempt, in any process, continues the trace the run was accepted in.
+            "trace_context": telemetry.accept_trace_context(agent_name=self.agent.name, run_id=run_id, engine=ENGINE),
+        }
         parent = FlowRunContext.get()
         tags = [names.TAG]
         if parent is not None and parent.flow_run is not None:  # called inside the user's own flow
@@ -754,6 +778,8 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             context={"perdure": context},
         )
         created = (flow_run.context or {}).get("perdure", {}).get("nonce") == nonce
+        if created:
+            telemetry.run_started(agent_name=self.agent.name, engine=ENGINE)
         return flow_run, created
 
     async def resume(self, run_id: str, *, deps: DepsT = None) -> AgentRunResult[OutputT]:  # type: ignore[assignment]
@@ -796,13 +822,14 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             raise RunInProgress(run_id)
         await client.update_flow_run(flow_run.id, infrastructure_pid=owner)
         flow_run.state = claim.state
-        return await self._execute(flow_run, deps, fresh=fresh)
+        number = 1 if fresh else await _attempts(client, flow_run)
+        return await self._execute(flow_run, deps, fresh=fresh, number=number)
 
-    async def _execute(self, flow_run: Any, deps: Any, *, fresh: bool) -> AgentRunResult[OutputT]:
+    async def _execute(self, flow_run: Any, deps: Any, *, fresh: bool, number: int) -> AgentRunResult[OutputT]:
         run_id = str(flow_run.idempotency_key)
         if flow_run.id in _ATTEMPTS:
             raise RunInProgress(run_id, this_owner())
-        attempt = _ATTEMPTS[flow_run.id] = _Attempt(deps=deps, fresh=fresh)
+        attempt = _ATTEMPTS[flow_run.id] = _Attempt(deps=deps, fresh=fresh, number=number)
         try:
             state = await run_flow_async(
                 self._flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state"
@@ -835,7 +862,20 @@ class PrefectAgent(Generic[DepsT, OutputT]):
                 self, run_id, flow_run_id, client, model, attempt.deps, run.prompt, fresh=attempt.fresh
             )
             watcher.add(executor)
-            result = await drive(self.agent.new_loop(run, attempt.deps, model), executor.execute)
+            with telemetry.run_attempt(
+                self.agent,
+                run_id=run_id,
+                engine=ENGINE,
+                attempt=attempt.number,
+                trace_context=(context.flow_run.context or {}).get("perdure", {}).get("trace_context"),
+                model=model.model_name,
+                prompt=run.prompt,
+                new_run=False,  # counted when accepted
+                suspend=(Pause,),
+                count_replayed=lambda: executor.replayed if executor is not None else 0,
+            ) as observed:
+                result = await drive(self.agent.new_loop(run, attempt.deps, model), executor.execute)
+                observed.set_result(result)
         except Pause:
             attempt.pending = executor.pending if executor is not None else []
             raise
@@ -992,12 +1032,14 @@ class PrefectAgent(Generic[DepsT, OutputT]):
                 ):
                     decisions[int(item.key[len(prefix) :])] = Decision.model_validate_json(item.value)
             if len(decisions) < len(pending):
+                await self._waits_ended(flow_run, match, "approved" if approved else "denied", note)
                 return
             answer = {f"call_{i}": d.model_dump(mode="json") for i, d in decisions.items()}
             response = await client.resume_flow_run(flow_run.id, run_input=answer)
             if response.status == SetStateStatus.REJECT:
                 reason = getattr(response.details, "reason", "")
                 raise UserError(f"Prefect refused to resume run {run_id!r} with the decisions: {reason}")
+        await self._waits_ended(flow_run, match, "approved" if approved else "denied", note)
 
     def approve_sync(self, run_id: str, tool_call_id: str, *, approved: bool = True, note: str | None = None) -> None:
         asyncio.run(self.approve(run_id, tool_call_id, approved=approved, note=note))
@@ -1022,8 +1064,36 @@ class PrefectAgent(Generic[DepsT, OutputT]):
 
     async def _end_cancelled(self, client: Any, flow_run: Any) -> None:
         error = RunCancelled(f"run {flow_run.idempotency_key!r} was cancelled")
+        waits = await self._pending(client, flow_run)
         await self._record_outcome(client, flow_run.id, {"status": "cancelled", "error": error.to_record()})
         await client.set_flow_run_state(flow_run.id, Cancelled(message=str(error)), force=True)
+        telemetry.run_ended(agent_name=self.agent.name, engine=ENGINE, status="cancelled")
+        await self._waits_ended(flow_run, waits, "cancelled")
+
+    async def _waits_ended(
+        self,
+        flow_run: Any,
+        waits: list[PendingDecision],
+        outcome: Literal["approved", "denied", "cancelled"],
+        note: str | None = None,
+    ) -> None:
+        """Report the end of waits for a decision: the process that records the decision reports it."""
+        context = (flow_run.context or {}).get("perdure", {})
+        for wait in waits:
+            telemetry.approval_wait_ended(
+                agent_name=self.agent.name,
+                run_id=wait.run_id,
+                engine=ENGINE,
+                attempt=1,
+                tool_name=wait.tool_name,
+                tool_call_id=wait.tool_call_id,
+                reason=wait.reason,
+                outcome=outcome,
+                started_at=wait.since,
+                trace_context=context.get("trace_context"),
+                args=wait.args,
+                note=note,
+            )
 
     # --- inspection ---------------------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 Options (JSON, from the test): ``env``, Prefect settings for the child process (``PREFECT_API_URL`` of the
 server every child talks to, ``PREFECT_HOME``...), and ``results``, the result-storage directory that the
 processes of one test share, and ``namespace``, which suffixes the flow's name: tests share one server and
-reuse run ids, and run ids are unique per flow. Settings must be in the environment before Prefect is imported, so the driver
-imports the adapter lazily.
+reuse run ids, and run ids are unique per flow. Settings must be in the environment before Prefect is
+imported, so the driver imports the adapter lazily.
 """
 
 from __future__ import annotations
