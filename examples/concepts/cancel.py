@@ -12,9 +12,13 @@ agent = Agent(
 )
 
 
+crawling = asyncio.Event()
+
+
 @agent.tool_plain
 async def crawl(site: str) -> str:
     """Crawl a site (slowly)."""
+    crawling.set()
     await asyncio.sleep(0.5)
     return f"crawled {site}"
 
@@ -24,7 +28,7 @@ durable = DurableAgent(agent, poll_interval=0.05)
 
 async def main() -> None:
     running = asyncio.create_task(durable.run("Crawl both sites", run_id="crawl-1"))
-    await asyncio.sleep(0.2)  # the first crawl is under way
+    await crawling.wait()  # the first crawl is under way
     await durable.cancel("crawl-1")  # from any process: `perdure runs cancel crawl-1`
     try:
         await running
