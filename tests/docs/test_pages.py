@@ -175,8 +175,10 @@ def check_mention(words: list[str], where: str) -> None:
             continue
         subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if subparsers:
-            assert word in subparsers[0].choices, f"{where}: no command {word!r}"
-            parser = subparsers[0].choices[word]
+            alternatives = word.split("|")  # `perdure runs list|show|cancel`
+            for name in alternatives:
+                assert name in subparsers[0].choices, f"{where}: no command {name!r}"
+            parser = subparsers[0].choices[alternatives[0]]
 
 
 def check_command(command: str, page: Path) -> None:
