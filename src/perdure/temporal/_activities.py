@@ -26,13 +26,13 @@ from .._tools import ToolOutcome
 from ..messages import ModelMessage
 from ..models import ModelRequestParameters, RetryConfig
 from ._wire import (
-    EMPTY_DIGEST,
     Conversation,
     ModelCall,
     ModelCallResult,
     ToolCall,
     ToolCallResult,
     decode_deps,
+    query,
 )
 from ._workflow import MODEL_REQUEST_QUERY
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 # One attempt per activity: transient errors are retried by Temporal, durably, with the agent's backoff.
 _ONE_ATTEMPT = RetryConfig(max_attempts=1)
-_QUERY_TIMEOUT = timedelta(seconds=30)
 
 
 @dataclass
@@ -62,18 +61,18 @@ class ConversationCache:
 
     def get(self, key: tuple[str, str], call: ModelCall) -> tuple[list[ModelMessage], ModelRequestParameters] | None:
         entry = self._entries.get(key)
-        if entry is None:
-            return None
-        count = entry.checkpoints.get(call.prefix_digest)
-        if count is None and call.prefix_count == 0 and call.prefix_digest == EMPTY_DIGEST:
-            count = 0
-        if count != call.prefix_count or count > len(entry.messages):
-            return None
-        params = call.params or entry.params.get(call.params_digest)
+        prefix: list[ModelMessage] = []
+        if call.prefix_count:
+            count = entry.checkpoints.get(call.prefix_digest) if entry is not None else None
+            if entry is None or count != call.prefix_count or count > len(entry.messages):
+                return None
+            prefix = entry.messages[:count]
+        params = call.params or (entry.params.get(call.params_digest) if entry is not None else None)
         if params is None:
             return None
-        self._entries.move_to_end(key)
-        return entry.messages[:count] + call.new_messages, params
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return prefix + call.new_messages, params
 
     def put(
         self,
@@ -141,9 +140,7 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
         # Another worker (or a restart) sent the earlier requests: ask the workflow. Queries are not recorded.
         cache.misses += 1
         handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
-        raw = await handle.query(
-            MODEL_REQUEST_QUERY, {"run_id": call.run_id, "key": call.key}, rpc_timeout=_QUERY_TIMEOUT
-        )
+        raw = await query(handle, MODEL_REQUEST_QUERY, {"run_id": call.run_id, "key": call.key})
         conv = Conversation.model_validate(raw)
         cache.put(key, call, conv.messages, conv.params, fresh=True)
         return conv.messages, conv.params

@@ -50,7 +50,16 @@ from ._options import (
     model_defaults,
     tool_defaults,
 )
-from ._wire import Approval, PendingRecord, RunOutput, StepRecord, WorkflowInput, decode_output, encode_deps
+from ._wire import (
+    Approval,
+    PendingRecord,
+    RunOutput,
+    StepRecord,
+    WorkflowInput,
+    decode_output,
+    encode_deps,
+    query,
+)
 from ._workflow import (
     APPROVE_UPDATE,
     MEMO_AGENT,
@@ -85,7 +94,6 @@ _VISIBILITY_STATUS = {
     "failed": ["Failed", "Terminated", "TimedOut"],
     "cancelled": ["Canceled"],
 }
-_QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 class TemporalAgent(Generic[DepsT, OutputT]):
@@ -114,6 +122,9 @@ class TemporalAgent(Generic[DepsT, OutputT]):
             dies in the middle of workflow code is noticed after it.
         max_history_events: continue as new once the history has this many events (Temporal's suggestion
             always applies too).
+        fail_on_nondeterminism: a run whose history no longer replays with this code fails with
+            ``NonDeterminismError`` (perdure's semantics). ``False`` keeps Temporal's default: the workflow task
+            is retried until workers run code that replays it (roll back or fix forward); the run does not fail.
         conversation_cache_size: how many runs' conversations a worker keeps, to ship only new messages.
     """
 
@@ -127,6 +138,7 @@ class TemporalAgent(Generic[DepsT, OutputT]):
         tool_activity_options: Mapping[str, ActivityOptions] | None = None,
         workflow_task_timeout: timedelta | None = None,
         max_history_events: int | None = None,
+        fail_on_nondeterminism: bool = True,
         conversation_cache_size: int = 256,
     ) -> None:
         if not isinstance(agent, Agent):
@@ -146,6 +158,7 @@ class TemporalAgent(Generic[DepsT, OutputT]):
         self.tool_activity_name = f"perdure:{self.name}:tool_call"
         self.workflow_task_timeout = workflow_task_timeout
         self.max_history_events = max_history_events
+        self.fail_on_nondeterminism = fail_on_nondeterminism
         if activity_options is not None:
             check_options(activity_options, "activity_options")
         self._activity_options = activity_options
@@ -416,7 +429,13 @@ class TemporalAgent(Generic[DepsT, OutputT]):
             cause = e.cause
             raise UserError(getattr(cause, "message", None) or str(cause or e)) from None
         except RPCError as e:
-            raise _rpc_error(e, run_id) from None
+            if e.status == RPCStatusCode.NOT_FOUND:  # no such workflow, or it has finished
+                desc = await self._describe(client, workflow_id or run_id, own=workflow_id is None)
+                status = _STATUS.get(desc.status, "finished")
+                raise UserError(
+                    f"run {run_id!r} has no call {tool_call_id!r} waiting for a decision (status {status})"
+                ) from None
+            raise
 
     async def cancel(self, run_id: str, *, client: Client | None = None) -> None:
         """Cancel a run from any process: its workflow is cancelled, an in-flight step abandoned (``cancelled``)."""
@@ -433,16 +452,17 @@ class TemporalAgent(Generic[DepsT, OutputT]):
 
     # --- inspection -------------------------------------------------------------------------------------
 
-    async def get_run(self, run_id: str, *, client: Client | None = None) -> RunInfo:
-        """The run's status, steps, usage, output or error and pending decisions (a workflow query)."""
+    async def get_run(self, run_id: str, *, client: Client | None = None, workflow_id: str | None = None) -> RunInfo:
+        """The run's status, steps, usage, output or error and pending decisions (a workflow query).
+
+        ``workflow_id``: the workflow of a run inside your own workflow (its run id by default).
+        """
         client = self._client(client, "get_run")
-        desc = await self._describe(client, run_id)
-        handle = client.get_workflow_handle(run_id)
+        desc = await self._describe(client, workflow_id or run_id, own=workflow_id is None)
+        handle = client.get_workflow_handle(workflow_id or run_id)
         memo = await desc.memo()
         try:
-            data: dict[str, Any] | None = await handle.query(
-                STATUS_QUERY, {"run_id": run_id}, rpc_timeout=_QUERY_TIMEOUT
-            )
+            data: dict[str, Any] | None = await query(handle, STATUS_QUERY, {"run_id": run_id})
         except Exception:
             data = None  # no worker answered: what the server alone knows
         status = _STATUS.get(desc.status, "running")
@@ -465,8 +485,8 @@ class TemporalAgent(Generic[DepsT, OutputT]):
                 usage=Usage(),
                 pending=[_pending(p) for p in pending if p.run_id == run_id],
             )
-        if status == "running":
-            status = data["status"] if data["status"] in ("running", "waiting") else status
+        if not (status in ("failed", "cancelled") and data["status"] in ("running", "waiting")):
+            status = data["status"]  # the workflow may also have been terminated, or timed out
         steps = [StepRecord.model_validate(s) for s in data["steps"]]
         error = data.get("error")
         if status == "cancelled":
@@ -560,12 +580,12 @@ class TemporalAgent(Generic[DepsT, OutputT]):
             )
         return client
 
-    async def _describe(self, client: Client, run_id: str) -> Any:
+    async def _describe(self, client: Client, run_id: str, *, own: bool = True) -> Any:
         try:
             desc = await client.get_workflow_handle(run_id).describe()
         except RPCError as e:
             raise _rpc_error(e, run_id) from None
-        if desc.workflow_type != self.workflow_name:
+        if own and desc.workflow_type != self.workflow_name:
             raise UserError(
                 f"run {run_id!r} is a {desc.workflow_type!r} workflow, not a run of agent {self.name!r} "
                 f"({self.workflow_name!r})"

@@ -164,6 +164,28 @@ class Approval(_Wire):
     note: str | None = None
 
 
+# --- queries ----------------------------------------------------------------------------------------------
+
+# A query that reaches a worker just as the workflow closes can go unanswered until its deadline: ask again with
+# short deadlines rather than once with a long one. A live worker answers in milliseconds.
+QUERY_DEADLINES = (1.0, 2.0, 4.0, 8.0)
+
+
+async def query(handle: Any, name: str, arg: dict[str, Any], deadlines: tuple[float, ...] = QUERY_DEADLINES) -> Any:
+    """``handle.query(name, arg)``, retried on a deadline (``RPCError`` with status DEADLINE_EXCEEDED)."""
+    from datetime import timedelta
+
+    from temporalio.service import RPCError, RPCStatusCode
+
+    for i, seconds in enumerate(deadlines):
+        try:
+            return await handle.query(name, arg, rpc_timeout=timedelta(seconds=seconds))
+        except RPCError as e:
+            if e.status != RPCStatusCode.DEADLINE_EXCEEDED or i == len(deadlines) - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 # --- digests ----------------------------------------------------------------------------------------------
 
 

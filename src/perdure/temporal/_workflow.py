@@ -371,8 +371,10 @@ class AgentRunInWorkflow:
         )
         self.status = "waiting"
         self.runs.publish_pending()
-        await workflow.wait_condition(lambda: call_id in self.decisions)
-        del self.pending[call_id]
+        try:
+            await workflow.wait_condition(lambda: call_id in self.decisions)
+        finally:
+            del self.pending[call_id]  # decided, or the run was cancelled while it waited
         decision = self.decisions.pop(call_id)
         if not self.pending:
             self.status = "running"
@@ -526,5 +528,6 @@ def make_workflow_class(temporal_agent: TemporalAgent[Any, Any]) -> type:
     cls = type(name, (AgentWorkflowBase,), {"run": workflow.run(run), "_perdure_agent": temporal_agent})
     cls.__module__ = __name__
     setattr(sys.modules[__name__], name, cls)
-    defn = workflow.defn(name=temporal_agent.workflow_name, failure_exception_types=[workflow.NondeterminismError])
+    failures = [workflow.NondeterminismError] if temporal_agent.fail_on_nondeterminism else []
+    defn = workflow.defn(name=temporal_agent.workflow_name, failure_exception_types=failures)
     return defn(cls)  # type: ignore[no-any-return]
