@@ -386,6 +386,17 @@ class DBOSAgent(Generic[DepsT, OutputT]):
     recorded result; a run whose process died is finished by the next process that launches DBOS. Model
     requests and tool calls are DBOS steps that record their results; nothing recorded runs again.
 
+    Where it differs from ``DurableAgent``, because DBOS does it its own way:
+
+    * No ``resume``/``recover``: launching DBOS recovers the pending runs of the process's executor id
+      (``DBOSConfig["executor_id"]``, default ``"local"``; on several machines give each a stable one, or let DBOS
+      Conductor reassign the runs of a machine that is gone). ``wait(run_id)`` awaits a run executing anywhere.
+    * ``get_run``/``list_runs`` are coroutines (``get_run_sync``/``list_runs_sync`` without an event loop).
+    * A decision is delivered when the run takes it: until then ``get_run`` still shows the call pending. A run
+      waiting for a decision is a ``PENDING`` workflow to DBOS (it holds a slot of a queue's concurrency).
+    * ``deps`` given to ``run()`` serve the execution started by that call; recovered and dequeued executions get
+      the ``deps`` (or ``deps_factory``) given here.
+
     Args:
         agent: the agent; it must have a name (or pass ``name``): the workflow is named ``perdure:<name>``.
         name: the name to register under instead of ``agent.name``.
