@@ -186,18 +186,31 @@ async def run_streamed(
                     transient=False,
                 ) from e
 
-        response = await request_with_retries(send, agent.retry_config)
+        from .observability._steps import model_step
+
+        with model_step(model, step) as span:
+            response = await request_with_retries(send, agent.retry_config, on_retry=span.on_retry)
+            span.response(response)
         emit(ModelResponseEndEvent(response))
         return response
 
     async def main() -> AgentRunResult[OutputT]:
+        from .observability._spans import run_attempt
+
+        run = loop.run
         try:
-            return await drive(loop, execute)
-        except (ToolError, ApprovalRequired) as e:
-            final = inline.finish(e)
-            if final is e:
-                raise
-            raise final from None
+            with run_attempt(
+                agent, run_id=run.run_id, engine="inline", model=model.model_name, prompt=run.prompt
+            ) as obs:
+                try:
+                    outcome = await drive(loop, execute)
+                except (ToolError, ApprovalRequired) as e:
+                    final = inline.finish(e)
+                    if final is e:
+                        raise
+                    raise final from None
+                obs.set_result(outcome)
+                return outcome
         finally:
             emit(_DONE)
 
