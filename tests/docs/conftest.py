@@ -1,14 +1,21 @@
-"""Fixtures of the documentation tests: a working directory per example, and a fake OpenAI server.
+"""Fixtures of the documentation tests: a working directory per example, a fake OpenAI server, and the engines'
+servers (shared with the rest of the suite).
 
 Examples that name a real provider model (``"openai:gpt-4.1-mini"``) run unchanged against a local HTTP server
 that speaks the OpenAI wire format (``tests/providers/fake_server.py``): the real ``openai`` SDK sends the requests,
 the test scripts the answers. Nothing reaches the internet, and no example needs a key.
+
+When these tests run first in a session (``pytest tests/docs``), the Temporal and Prefect servers they need start in
+the background as soon as collection ends, while the other tests run: starting Prefect's takes ~15 s. Their
+fixtures wait for that start. In a whole-suite run the conformance tests, which run earlier, have started them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,17 +64,55 @@ def dbos_databases(request: pytest.FixtureRequest) -> Callable[[], str]:
     return databases.fresh
 
 
+def _temporal(config: pytest.Config) -> Any:
+    from tests.temporal._devserver import dev_server
+
+    return dev_server(config)
+
+
+def _prefect(config: pytest.Config) -> Any:
+    from tests.prefect._server import shared_server
+
+    return shared_server(config)
+
+
+_STARTERS = {"test_temporal.py": _temporal, "test_prefect.py": _prefect}
+_STARTING: dict[str, threading.Thread] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    items = session.items
+    if not items or not items[0].nodeid.startswith("tests/docs/"):
+        return  # other tests run first and start the servers themselves
+    wanted = {item.path.name for item in items if item.path.name in _STARTERS}
+    for name in sorted(wanted):
+
+        def start(starter: Callable[[pytest.Config], Any] = _STARTERS[name]) -> None:
+            try:
+                starter(session.config)
+            except BaseException:  # a missing server: the fixture asks again, and skips or fails the test
+                pass
+
+        thread = threading.Thread(target=start, name=f"start-{name}", daemon=True)
+        thread.start()
+        _STARTING[name] = thread
+
+
+def _started(name: str) -> None:
+    thread = _STARTING.get(name)
+    if thread is not None:
+        thread.join()
+
+
 @pytest.fixture(scope="session")
 def temporal_address(pytestconfig: pytest.Config) -> str:
     """The session's Temporal dev server (shared with tests/temporal and the conformance suite)."""
-    from tests.temporal._devserver import dev_server
-
-    return dev_server(pytestconfig).address
+    _started("test_temporal.py")
+    return str(_temporal(pytestconfig).address)
 
 
 @pytest.fixture(scope="session")
 def prefect_api_url(pytestconfig: pytest.Config) -> str:
     """The session's Prefect server (shared with tests/prefect and the conformance suite)."""
-    from tests.prefect._server import shared_server
-
-    return shared_server(pytestconfig).api_url
+    _started("test_prefect.py")
+    return str(_prefect(pytestconfig).api_url)
