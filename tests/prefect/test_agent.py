@@ -16,8 +16,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.flows import flow
 
-from perdure import AgentRunError, RunCancelled, RunContext, RunWaiting, ToolError, UserError
+from perdure import Agent, AgentRunError, RunCancelled, RunContext, RunWaiting, ToolError, UserError
 from perdure.messages import ModelMessage, ModelResponse
+from perdure.models.function import AgentInfo, FunctionModel
 from perdure.prefect import PrefectAgent, TaskConfig
 from perdure.prefect._names import step_cache_key
 
@@ -253,6 +254,41 @@ def test_cancel_a_waiting_run(name: str, results: Path) -> None:
     with pytest.raises(UserError, match="no call 'c1' waiting"):
         prefect_agent.approve_sync("cancel-1", "c1")
     assert counted.calls == []
+
+
+def test_cancel_abandons_an_in_flight_model_request(name: str, results: Path) -> None:
+    asked = asyncio.Event()
+
+    async def hanging_model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        asked.set()
+        await asyncio.sleep(60)
+        return text("too late")
+
+    agent = Agent(FunctionModel(hanging_model), name=name)
+    prefect_agent = PrefectAgent(agent, task_config=TaskConfig(result_storage=results), poll_interval=0.2)
+
+    async def main() -> float:
+        run = asyncio.create_task(prefect_agent.run("hello", run_id="abandon-1"))
+        await asyncio.wait_for(asked.wait(), 30)
+        cancelled_at = time.monotonic()
+        await prefect_agent.cancel("abandon-1")
+        with pytest.raises(RunCancelled):
+            await run
+        return time.monotonic() - cancelled_at
+
+    assert asyncio.run(main()) < 10  # the request was abandoned, not awaited for its 60 s
+    assert prefect_agent.get_run_sync("abandon-1").status == "cancelled"
+
+
+def test_a_started_run_is_executed_by_recover(name: str, results: Path) -> None:
+    counted = agent_with_tool(name)
+    prefect_agent = PrefectAgent(counted.agent, task_config=TaskConfig(result_storage=results))
+    assert asyncio.run(prefect_agent.start("charge 42", run_id="later-1")) == "later-1"
+    assert prefect_agent.get_run_sync("later-1").status == "pending"  # accepted: a scheduled flow run
+    assert counted.requests == []
+    assert asyncio.run(prefect_agent.recover()) == ["later-1"]
+    info = prefect_agent.get_run_sync("later-1")
+    assert (info.status, info.output, info.attempts) == ("completed", "done: charge=charge 42", 1)
 
 
 def test_deps_reach_the_tools_of_every_execution(name: str, results: Path) -> None:

@@ -24,15 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
-import pydantic
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -48,24 +45,21 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
-from prefect.context import FlowRunContext, TaskRunContext
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound, Pause, PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 from prefect.flow_engine import run_flow_async
-from prefect.flow_runs import asuspend_flow_run
 from prefect.flows import Flow
-from prefect.input import RunInput as PrefectRunInput
-from prefect.results import ResultStore, aget_default_result_storage, get_result_store
+from prefect.results import ResultStore, aget_default_result_storage
 from prefect.serializers import JSONSerializer
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Cancelling, Pending
 from prefect.tasks import Task
 
 from .._agent import Agent
-from .._engine import new_run_id, perform_model_step, perform_tool_step
+from .._engine import new_run_id
 from .._exceptions import (
     AgentRunError,
-    ModelHTTPError,
     NonDeterminismError,
     PerdureError,
     RunCancelled,
@@ -75,25 +69,34 @@ from .._exceptions import (
     error_from_record,
 )
 from .._loop import AgentRunResult, RunInput, drive
-from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep, model_key, step_kind
-from .._tools import ToolOutcome
+from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, step_kind
 from ..local import PendingDecision, RunInfo, StepInfo
 from ..local._owner import is_dead_local_owner, this_owner
 from ..local._records import decode_input, encode_input, encode_output
-from ..messages import ModelMessage, ModelResponse
-from ..models import Model, ModelSettings
+from ..messages import ModelMessage
+from ..models import ModelSettings
 from ..observability import engine as telemetry
 from ..usage import Usage, UsageLimits
 from . import _names as names
 from ._config import TaskConfig
+from ._executor import (
+    ATTEMPTS,
+    ENGINE,
+    Attempt,
+    Executor,
+    Watcher,
+    cache_key,
+    is_conflict,
+    model_request,
+    should_retry,
+    tool_call,
+)
 
 __all__ = ["PrefectAgent"]
 
 DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
-ENGINE = "prefect"
-RECORD_VERSION = 1
 _CLAIMED_BY = "perdure: executed by "
 
 # Prefect state type -> perdure run status (CANCELLING and orphaned runs are refined in _status).
@@ -110,84 +113,6 @@ _STATUS = {
 }
 _STATE_TYPES = {status: [t for t, s in _STATUS.items() if s == status] for status in set(_STATUS.values())}
 _STATE_TYPES["cancelled"].append(StateType.CANCELLING)  # a cancelling run whose process died
-
-
-@dataclass
-class _Attempt:
-    """Hands one execution's in-process arguments to the flow body, and its ending back to the caller."""
-
-    deps: Any
-    fresh: bool
-    number: int = 1
-    result: AgentRunResult[Any] | None = None
-    error: BaseException | None = None
-    pending: list[dict[str, Any]] = field(default_factory=list)
-
-
-# Flow runs executing in this process (by Prefect flow run id): never two executions of one run at once.
-_ATTEMPTS: dict[UUID, _Attempt] = {}
-
-
-class _Call:
-    """A task's argument: an opaque object, so Prefect neither traverses nor records the step (its history)."""
-
-    __slots__ = ("cache_key", "executor", "step")
-
-    def __init__(self, executor: _Executor, step: Step) -> None:
-        self.executor = executor
-        self.step = step
-        self.cache_key = names.step_cache_key(executor.run_id, step.key)
-
-
-class _ToolRaised(Exception):
-    """A tool raised and its task has retries left: Prefect retries it (the last attempt records the error)."""
-
-
-def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    call: _Call = parameters["call"]
-    return call.cache_key
-
-
-def _should_retry(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retries a failed task unless retrying cannot help."""
-    error = state.data
-    if isinstance(error, ModelHTTPError):
-        return error.transient
-    if isinstance(error, _ToolRaised):
-        return True
-    # Cancellation, non-determinism, exhausted output retries, developer errors: the same again.
-    return not isinstance(error, PerdureError)
-
-
-async def _model_request(step_key: str, call: _Call) -> dict[str, Any]:
-    """Prefect task body: one model request (runs only when the step has no recorded result)."""
-    return await call.executor.perform(call.step)
-
-
-async def _tool_call(step_key: str, call: _Call) -> dict[str, Any]:
-    """Prefect task body: one tool call (runs only when the step has no recorded result)."""
-    return await call.executor.perform(call.step)
-
-
-def _record(step: Step, result: StepResult, started: float) -> dict[str, Any]:
-    """What a step's task persists: its tagged result and what the step was (checked on replay)."""
-    return {
-        "v": RECORD_VERSION,
-        "key": step.key,
-        "kind": step.kind,
-        "describe": step.describe(),
-        "result": result.model_dump(mode="json"),
-        "started_at": started,
-        "finished_at": time.time(),
-    }
-
-
-def _decode(step: Step, data: Any) -> StepResult:
-    if isinstance(step, ModelStep):
-        return ModelResponse.model_validate(data)
-    if isinstance(step, ToolStep):
-        return ToolOutcome.model_validate(data)
-    return Decision.model_validate(data)
 
 
 def _encode_options(run: RunInput) -> dict[str, Any]:
@@ -211,7 +136,7 @@ def _owner(flow_run: Any) -> str | None:
 
 def _orphaned(flow_run: Any) -> bool:
     """True if the run's state says it executes, but the process executing it is gone."""
-    if flow_run.id in _ATTEMPTS:
+    if flow_run.id in ATTEMPTS:
         return False
     owner = _owner(flow_run)
     if owner is None:
@@ -242,258 +167,6 @@ async def _attempts(client: Any, flow_run: Any) -> int:
 
 def _timestamp(value: Any) -> float | None:
     return None if value is None else float(value.timestamp())
-
-
-def _is_conflict(error: PrefectHTTPStatusError) -> bool:
-    return getattr(error.response, "status_code", None) == 409
-
-
-def _approval_input(steps: Sequence[WaitStep]) -> type[Any]:
-    """The Prefect run input a suspension waits for: one decision per waiting call (a form in Prefect's UI)."""
-    fields: dict[str, Any] = {}
-    lines = ["The agent is waiting for decisions on these tool calls:", ""]
-    for i, step in enumerate(steps):
-        what = "approve" if step.reason == "approval" else "confirm it happened"
-        title = f"{step.tool_name}({json.dumps(step.args)})"
-        fields[f"call_{i}"] = (
-            Decision,
-            pydantic.Field(title=title, description=f"call {step.tool_call_id}: {what}?"),
-        )
-        lines.append(f"- `call_{i}`: **{step.tool_name}** `{json.dumps(step.args)}` (call `{step.tool_call_id}`)")
-    model: type[Any] = pydantic.create_model("Decisions", __base__=PrefectRunInput, **fields)
-    return model.with_initial_data(description="\n".join(lines))  # type: ignore[no-any-return]
-
-
-class _WaitGroup:
-    """The waits of one batch (parallel calls needing approval): they suspend the flow run once, together."""
-
-    def __init__(self, first: WaitStep) -> None:
-        self.steps = [first]
-        self.done: asyncio.Future[dict[str, Decision]] = asyncio.get_running_loop().create_future()
-
-
-class _Executor:
-    """Executes or replays the steps of one execution of one run, inside the run's flow run."""
-
-    def __init__(
-        self,
-        prefect_agent: PrefectAgent[Any, Any],
-        run_id: str,
-        flow_run_id: UUID,
-        client: Any,
-        model: Model,
-        deps: Any,
-        prompt: str | None,
-        *,
-        fresh: bool,
-    ) -> None:
-        self.pa = prefect_agent
-        self.run_id = run_id
-        self.flow_run_id = flow_run_id
-        self.client = client
-        self.model = model
-        self.deps = deps
-        self.prompt = prompt
-        self.fresh = fresh  # created by this call: nothing can be recorded ahead of the loop
-        self.cancelled = False
-        self.executed: set[str] = set()
-        self.replayed = 0
-        self.pending: list[dict[str, Any]] = []
-        self._inflight: set[asyncio.Future[Any]] = set()
-        self._group: _WaitGroup | None = None
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        for future in self._inflight:
-            future.cancel()  # an in-flight model request is abandoned
-
-    def _cancelled_error(self) -> RunCancelled:
-        return RunCancelled(f"run {self.run_id!r} was cancelled")
-
-    # --- the loop's side ----------------------------------------------------------------------------------
-
-    async def execute(self, step: Step) -> StepResult:
-        if self.cancelled:
-            raise self._cancelled_error()
-        if isinstance(step, WaitStep):
-            return await self._wait(step)
-        task = self.pa._task_for(step)
-        future: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(task(step.key, _Call(self, step)))
-        self._inflight.add(future)
-        try:
-            record = await future
-        except asyncio.CancelledError:
-            if self.cancelled:
-                raise self._cancelled_error() from None
-            raise
-        finally:
-            self._inflight.discard(future)
-        if step.key not in self.executed:
-            self.replayed += 1  # a cache hit: the task body did not run
-        return self._accept(step, record)
-
-    def _accept(self, step: Step, record: Mapping[str, Any]) -> StepResult:
-        """A step's record (executed now or replayed): it must be the step the loop asks for."""
-        if record.get("kind") != step.kind or record.get("describe") != step.describe():
-            raise NonDeterminismError(
-                run_id=self.run_id,
-                step_key=step.key,
-                recorded=str(record.get("describe")),
-                requested=step.describe(),
-            )
-        return _decode(step, record["result"])
-
-    # --- the task's side (runs only when a step has no recorded result) ----------------------------------
-
-    async def perform(self, step: Step) -> dict[str, Any]:
-        started = time.time()
-        await self._before_executing(step)
-        self.executed.add(step.key)
-        result: StepResult
-        if isinstance(step, ModelStep):
-            result = await perform_model_step(self.model, step, self.pa.agent.retry_config)
-        else:
-            assert isinstance(step, ToolStep)
-            result = await self._tool(step)
-        return _record(step, result, started)
-
-    async def _before_executing(self, step: Step) -> None:
-        """A step boundary: stop if the run was cancelled; refuse to run a step of a path the run left."""
-        flow_run = await self.client.read_flow_run(self.flow_run_id)
-        if flow_run.state is not None and flow_run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
-            self.cancelled = True
-            raise self._cancelled_error()
-        if self.fresh:
-            return
-        # A new step at turn T while turn T+1 is recorded: the loop no longer takes the recorded path.
-        ahead = model_key(step.turn + 1)
-        store = await self.pa._store(self.pa._model_config.result_storage)
-        key = names.step_cache_key(self.run_id, ahead)
-        if await store.aexists(key):
-            recorded = (await store.aread(key)).result
-            raise NonDeterminismError(
-                run_id=self.run_id, step_key=ahead, recorded=str(recorded.get("describe")), requested=step.describe()
-            )
-
-    async def _tool(self, step: ToolStep) -> ToolOutcome:
-        if step.side_effects == "at_most_once":
-            store = get_result_store()  # this task's store
-            mark = names.started_key(self.run_id, step.key)
-            if await store.aexists(mark):
-                # An earlier attempt started this call and left no result: never run it again.
-                return ToolOutcome(kind="unknown")
-            await store.awrite(obj={"owner": this_owner(), "at": time.time()}, key=mark)
-            return await perform_tool_step(self.pa.agent, step, deps=self.deps, run_id=self.run_id, prompt=self.prompt)
-        outcome = await perform_tool_step(self.pa.agent, step, deps=self.deps, run_id=self.run_id, prompt=self.prompt)
-        if outcome.kind == "error":
-            context = TaskRunContext.get()
-            if context is not None and context.task_run.run_count <= (context.task.retries or 0):
-                raise _ToolRaised(outcome.message or "the tool raised")
-        return outcome
-
-    # --- waiting for decisions --------------------------------------------------------------------------
-
-    async def _wait(self, step: WaitStep) -> StepResult:
-        # Waits yielded together (a batch) join one group before any of them awaits anything.
-        group = self._group
-        leader = group is None
-        if group is None:
-            group = self._group = _WaitGroup(step)
-        else:
-            group.steps.append(step)
-        if leader:
-            await asyncio.sleep(0)  # the other waits of the batch join now
-            self._group = None
-            try:
-                group.done.set_result(await self._decide(group.steps))
-            except BaseException as e:  # Pause too: the whole batch suspends with its leader
-                group.done.set_exception(e)
-                raise
-        decisions = await group.done
-        return decisions[step.key]
-
-    async def _decide(self, steps: list[WaitStep]) -> dict[str, Decision]:
-        store = await self.pa._store(self.pa._config.result_storage)
-        decided: dict[str, Decision] = {}
-        for step in steps:
-            key = names.step_cache_key(self.run_id, step.key)
-            if await store.aexists(key):
-                decision = self._accept(step, (await store.aread(key)).result)
-                assert isinstance(decision, Decision)
-                decided[step.key] = decision
-        undecided = [s for s in steps if s.key not in decided]
-        if not undecided:
-            return decided
-        started = time.time()
-        pause = names.pause_key(undecided[0].key)
-        calls = [
-            {
-                "index": i,
-                "run_id": self.run_id,
-                "tool_call_id": s.tool_call_id,
-                "tool_name": s.tool_name,
-                "args": s.args,
-                "reason": s.reason,
-                "key": s.key,
-                "since": started,
-            }
-            for i, s in enumerate(undecided)
-        ]
-        try:
-            await self.client.create_flow_run_input(
-                self.flow_run_id, key=names.pending_input(pause), value=json.dumps(calls)
-            )
-        except PrefectHTTPStatusError as e:
-            if not _is_conflict(e):  # written by an earlier execution of this wait: the same calls
-                raise
-        else:
-            for _ in calls:
-                telemetry.approval_wait_started(agent_name=self.pa.agent.name, engine=ENGINE)
-        self.pending = [{k: v for k, v in c.items() if k != "index"} for c in calls]
-        # Suspends the flow run (raises Pause: the process is free) or, once resumed, returns the decisions.
-        answer = await asuspend_flow_run(wait_for_input=_approval_input(undecided), key=pause, timeout=None)
-        for i, step in enumerate(undecided):
-            decision = Decision.model_validate(getattr(answer, f"call_{i}"), from_attributes=True)
-            await store.awrite(obj=_record(step, decision, started), key=names.step_cache_key(self.run_id, step.key))
-            decided[step.key] = decision
-        return decided
-
-
-class _Watcher:
-    """Per event loop: notices cancellations of the runs this process executes (one request per poll)."""
-
-    def __init__(self, poll: float) -> None:
-        self.poll = poll
-        self.runs: dict[UUID, _Executor] = {}
-        self.task: asyncio.Task[None] | None = None
-
-    def add(self, executor: _Executor) -> None:
-        self.runs[executor.flow_run_id] = executor
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._watch())
-
-    def remove(self, executor: _Executor) -> None:
-        self.runs.pop(executor.flow_run_id, None)
-        if not self.runs and self.task is not None:
-            self.task.cancel()
-            self.task = None
-
-    async def _watch(self) -> None:
-        async with get_client() as client:
-            while self.runs:
-                await asyncio.sleep(self.poll)
-                ids = list(self.runs)
-                try:
-                    flow_runs = await client.read_flow_runs(
-                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids)
-                    )
-                except Exception:  # the server is busy or restarting: step boundaries still check
-                    continue
-                for flow_run in flow_runs:
-                    executor = self.runs.get(flow_run.id)
-                    state = flow_run.state
-                    if executor and state and state.type in (StateType.CANCELLING, StateType.CANCELLED):
-                        executor.cancel()
 
 
 class PrefectAgent(Generic[DepsT, OutputT]):
@@ -557,7 +230,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         self._tasks: dict[str, Any] = {}
         self._stores: dict[int, Any] = {}
         self._deployments: dict[str, UUID] = {}
-        self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = weakref.WeakKeyDictionary()
+        self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watcher] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"PrefectAgent({self.name!r})"
@@ -611,17 +284,17 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             config = self._config_of(step)
             own_storage = config.result_storage is not self._config.result_storage
             task = Task(
-                fn=_model_request if isinstance(step, ModelStep) else _tool_call,
+                fn=model_request if isinstance(step, ModelStep) else tool_call,
                 name=name,
                 task_run_name="{step_key}",
-                cache_key_fn=_cache_key,
+                cache_key_fn=cache_key,
                 persist_result=True,
                 result_serializer="json",
                 # Tasks share the flow's result store unless their own differs (resolved once per flow run).
                 result_storage=self._storage_option(config.result_storage) if own_storage else None,
                 retries=config.retries or 0,
                 retry_delay_seconds=config.retry_delay_seconds or 0,
-                retry_condition_fn=_should_retry,
+                retry_condition_fn=should_retry,
                 timeout_seconds=config.timeout_seconds,
                 log_prints=False,
             )
@@ -659,11 +332,11 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             raise UserError(f"no run {run_id!r} of agent {self.name!r} on the Prefect server {PREFECT_API_URL.value()}")
         return flow_run
 
-    def _watcher(self) -> _Watcher:
+    def _watcher(self) -> Watcher:
         loop = asyncio.get_running_loop()
         watcher = self._watchers.get(loop)
         if watcher is None:
-            watcher = self._watchers[loop] = _Watcher(self.poll_interval)
+            watcher = self._watchers[loop] = Watcher(self.poll_interval)
         return watcher
 
     # --- starting and resuming runs ---------------------------------------------------------------------
@@ -827,9 +500,9 @@ class PrefectAgent(Generic[DepsT, OutputT]):
 
     async def _execute(self, flow_run: Any, deps: Any, *, fresh: bool, number: int) -> AgentRunResult[OutputT]:
         run_id = str(flow_run.idempotency_key)
-        if flow_run.id in _ATTEMPTS:
+        if flow_run.id in ATTEMPTS:
             raise RunInProgress(run_id, this_owner())
-        attempt = _ATTEMPTS[flow_run.id] = _Attempt(deps=deps, fresh=fresh, number=number)
+        attempt = ATTEMPTS[flow_run.id] = Attempt(deps=deps, fresh=fresh, number=number)
         try:
             state = await run_flow_async(
                 self._flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state"
@@ -837,7 +510,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         except Pause:
             raise RunWaiting(run_id, attempt.pending) from None
         finally:
-            _ATTEMPTS.pop(flow_run.id, None)
+            ATTEMPTS.pop(flow_run.id, None)
         if attempt.error is not None:
             raise attempt.error
         if attempt.result is not None:
@@ -852,15 +525,13 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         context = FlowRunContext.get()
         flow_run_id = context.flow_run.id
         client = context.client
-        attempt = _ATTEMPTS.get(flow_run_id) or _Attempt(deps=None, fresh=False)  # executed by something else
+        attempt = ATTEMPTS.get(flow_run_id) or Attempt(deps=None, fresh=False)  # executed by something else
         run = _input_of(run_id, prompt, options)
-        executor: _Executor | None = None
+        executor: Executor | None = None
         watcher = self._watcher()
         try:
             model = self.agent.resolve_model(run.model_name)
-            executor = _Executor(
-                self, run_id, flow_run_id, client, model, attempt.deps, run.prompt, fresh=attempt.fresh
-            )
+            executor = Executor(self, run_id, flow_run_id, client, model, attempt.deps, run.prompt, fresh=attempt.fresh)
             watcher.add(executor)
             with telemetry.run_attempt(
                 self.agent,
@@ -910,7 +581,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         try:
             await client.create_flow_run_input(flow_run_id, key=names.OUTCOME_INPUT, value=value)
         except PrefectHTTPStatusError as e:
-            if not _is_conflict(e):
+            if not is_conflict(e):
                 raise
             # An earlier execution ended the same way, then died before the final state: write it again.
             await client.delete_flow_run_input(flow_run_id, key=names.OUTCOME_INPUT)
@@ -937,7 +608,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         params = flow_run.parameters
         run = _input_of(run_id, params.get("prompt"), params.get("options") or {})
         model = self.agent.resolve_model(run.model_name)
-        executor = _Executor(self, run_id, flow_run.id, None, model, deps, run.prompt, fresh=False)
+        executor = Executor(self, run_id, flow_run.id, None, model, deps, run.prompt, fresh=False)
 
         async def replay_only(step: Step) -> StepResult:
             store = await self._store(self._config_of(step).result_storage)
@@ -949,7 +620,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
                     recorded="no such step (the run is finished)",
                     requested=step.describe(),
                 )
-            return executor._accept(step, (await store.aread(key)).result)
+            return executor.accept(step, (await store.aread(key)).result)
 
         return await drive(self.agent.new_loop(run, deps, model), replay_only)
 
@@ -966,7 +637,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             str(fr.idempotency_key)
             for fr in flow_runs
             if fr.idempotency_key
-            and fr.id not in _ATTEMPTS
+            and fr.id not in ATTEMPTS
             and (fr.state.type in (StateType.SCHEDULED, StateType.CRASHED) or _orphaned(fr))
         ]
 
@@ -1023,7 +694,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
                         flow_run.id, key=names.decision_input(pause, index), value=decision.model_dump_json()
                     )
                 except PrefectHTTPStatusError as e:
-                    if not _is_conflict(e):
+                    if not is_conflict(e):
                         raise
                     raise UserError(f"call {tool_call_id!r} of run {run_id!r} is decided already") from None
                 prefix = names.decision_input(pause, 0)[:-1]
@@ -1178,7 +849,10 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             agent=str(context.get("agent", self.name)),
             status=status,
             prompt=(flow_run.parameters or {}).get("prompt"),
-            attempts=max(1, flow_run.run_count) if flow_run.start_time else 0,
+            # Executions so far: counted from the run's claims (listings take Prefect's own run count instead).
+            attempts=(await _attempts(client, flow_run) if flow_run.start_time else 0)
+            if with_steps
+            else flow_run.run_count,
             created_at=_timestamp(flow_run.created) or 0.0,
             updated_at=_timestamp(flow_run.updated) or 0.0,
             finished_at=_timestamp(flow_run.end_time) if status in ("completed", "failed", "cancelled") else None,
