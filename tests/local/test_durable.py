@@ -16,6 +16,7 @@ from perdure import (
     Agent,
     DurableAgent,
     ModelHTTPError,
+    NonDeterminismError,
     RunCancelled,
     RunContext,
     RunWaiting,
@@ -588,3 +589,28 @@ def test_cancel_abandons_an_in_flight_model_request(journal: str) -> None:
     asyncio.run(main())
     info = durable.get_run("hung")
     assert (info.status, info.steps) == ("cancelled", [])
+
+
+def test_a_recorded_call_the_agent_no_longer_makes_is_non_determinism(tmp_path: Path) -> None:
+    """A tool whose argument schema changed: the recorded call no longer validates, so replay would skip it."""
+
+    def script(messages: list[Any], info: Any) -> ModelResponse:
+        if sum(isinstance(m, ModelResponse) for m in messages) == 0:
+            return ModelResponse(parts=[ToolCallPart(tool_name="ship", args={"order": 7}, tool_call_id="s1")])
+        return ModelResponse(parts=[TextPart(content="shipped")])
+
+    def ship_v1(order: int) -> str:
+        return "ok"
+
+    def ship_v2(order: str) -> str:  # the deploy changed the argument's type
+        return "ok"
+
+    def make(ship: Any) -> Any:
+        agent = Agent(FunctionModel(script, model_name="m"), name="shipper")
+        agent.tool_plain(name="ship")(ship)
+        return DurableAgent(agent, journal=tmp_path / "j.db")
+
+    make(ship_v1).run_sync("go", run_id="s")
+    with pytest.raises(NonDeterminismError, match=r"turn/1/tool/s1") as caught:
+        make(ship_v2).run_sync("go", run_id="s")  # the finished run replays under the changed schema
+    assert "did not make this call again" in str(caught.value)

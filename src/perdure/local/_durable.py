@@ -221,6 +221,7 @@ class _Executor:
         self.cancelled = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self._unsynced: list[asyncio.Future[None]] = []
+        self._consumed: set[str] = set()
 
     def record(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
         """Queue a write for the next group commit without waiting for it (see ``barrier``)."""
@@ -260,7 +261,10 @@ class _Executor:
         if self.cancelled:
             raise RunCancelled(f"run {self.run_id!r} was cancelled")
         rec = self.recorded.get(step.key)
+        if isinstance(step, ModelStep) and self.recorded:
+            self._check_previous_turn_consumed(step)
         if rec is not None:
+            self._consumed.add(step.key)
             if rec.kind != step.kind or rec.describe != step.describe():
                 raise NonDeterminismError(
                     run_id=self.run_id, step_key=step.key, recorded=rec.describe, requested=step.describe()
@@ -282,6 +286,22 @@ class _Executor:
         if isinstance(step, ToolStep):
             return await self._tool(step, rec)
         return await self._wait(step)
+
+    def _check_previous_turn_consumed(self, step: ModelStep) -> None:
+        """Before turn N's model request, every recorded call of turn N-1 must have been asked for again.
+
+        A call the agent no longer makes (its arguments stopped validating against a changed schema, say) would
+        otherwise be skipped silently, and later recorded answers replayed against a different conversation.
+        """
+        prefix = f"turn/{step.turn - 1}/"
+        for key, rec in self.recorded.items():
+            if key.startswith(prefix) and rec.kind != "model" and key not in self._consumed:
+                raise NonDeterminismError(
+                    run_id=self.run_id,
+                    step_key=key,
+                    recorded=rec.describe,
+                    requested=f"no such step before {step.describe()} (the agent did not make this call again)",
+                )
 
     def _check_divergence(self, step: Step) -> None:
         """A new step is about to execute: the journal must not hold steps of a path the loop left."""
