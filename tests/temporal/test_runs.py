@@ -405,3 +405,30 @@ def test_an_agent_inside_a_users_own_workflow(temporal_server: DevServer, task_q
         ]
 
     asyncio.run(main())
+
+
+def test_start_returns_at_once_and_a_second_caller_attaches(temporal_server: DevServer, task_queue: str) -> None:
+    refunds: list[int] = []
+    ta = TemporalAgent(approval_agent("attaches", refunds), task_queue=task_queue)
+
+    async def main() -> None:
+        client = await Client.connect(temporal_server.address)
+        rid = run_id()
+        assert await ta.start("refund me", client=client, run_id=rid) == rid  # no worker yet: accepted anyway
+        assert await ta.start("refund me", client=client, run_id=rid) == rid  # the same id never starts twice
+        async with running_worker(client, task_queue, ta):
+            with pytest.raises(RunWaiting):
+                await ta.run("refund me", client=client, run_id=rid)  # attaches to the run in progress
+            waiting = await _eventually(
+                lambda: ta.list_runs(client=client, status="waiting"), lambda runs: rid in [r.run_id for r in runs]
+            )
+            (mine,) = [r for r in waiting if r.run_id == rid]
+            assert mine.status == "waiting" and [p.tool_name for p in mine.pending] == ["refund"]
+            assert rid not in [r.run_id for r in await ta.list_runs(client=client, status="completed")]
+            await ta.approve(rid, "r1", client=client)
+            first, second = await asyncio.gather(ta.resume(rid, client=client), ta.resume(rid, client=client))
+        assert first.output == second.output == "refunded 4200" and refunds == [4200]
+        with pytest.raises(UserError, match="unknown run status 'done'"):
+            await ta.list_runs(client=client, status="done")
+
+    asyncio.run(main())

@@ -148,8 +148,9 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
     async def model_request(payload: dict[str, Any]) -> dict[str, Any]:
         call = ModelCall.model_validate(payload)
         async with heartbeating():
+            # Not having the conversation is transient (the query is retried, then the activity): outside the try.
+            messages, params = await conversation(call)
             try:
-                messages, params = await conversation(call)
                 model = ta._resolve_model(call.model)
                 step = ModelStep(
                     key=call.key,

@@ -18,7 +18,7 @@ __all__ = ["PerdurePlugin"]
 
 # perdure's own modules are deterministic given their inputs and hold no workflow state: passing them through
 # the sandbox shares one copy (and one agent object per TemporalAgent) instead of re-importing per run.
-PASSTHROUGH_MODULES = ("perdure", "opentelemetry", "rich")
+PASSTHROUGH_MODULES = ("perdure", "opentelemetry")
 
 
 class PerdurePlugin(SimplePlugin):  # type: ignore[misc]  # temporalio is untyped for mypy (follow_imports=skip)

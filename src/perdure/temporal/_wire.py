@@ -166,22 +166,25 @@ class Approval(_Wire):
 
 # --- queries ----------------------------------------------------------------------------------------------
 
-# A query that reaches a worker just as the workflow closes can go unanswered until its deadline: ask again with
-# short deadlines rather than once with a long one. A live worker answers in milliseconds.
-QUERY_DEADLINES = (1.0, 2.0, 4.0, 8.0)
+# A query goes to the worker that last ran the workflow (its sticky queue). If that worker died, the server falls
+# back to the task queue after the sticky schedule-to-start timeout (10 s by default); a query that reaches a
+# worker just as the workflow closes can also go unanswered. Ask again with growing deadlines: a live worker
+# answers in milliseconds.
+QUERY_DEADLINES = (1.0, 2.0, 5.0, 10.0, 20.0)
 
 
 async def query(handle: Any, name: str, arg: dict[str, Any], deadlines: tuple[float, ...] = QUERY_DEADLINES) -> Any:
-    """``handle.query(name, arg)``, retried on a deadline (``RPCError`` with status DEADLINE_EXCEEDED)."""
+    """``handle.query(name, arg)``, asked again when a deadline passes."""
     from datetime import timedelta
 
     from temporalio.service import RPCError, RPCStatusCode
 
+    timed_out = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)  # client deadlines are CANCELLED
     for i, seconds in enumerate(deadlines):
         try:
             return await handle.query(name, arg, rpc_timeout=timedelta(seconds=seconds))
         except RPCError as e:
-            if e.status != RPCStatusCode.DEADLINE_EXCEEDED or i == len(deadlines) - 1:
+            if e.status not in timed_out or i == len(deadlines) - 1:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -62,7 +62,7 @@ from ._wire import (
 if TYPE_CHECKING:
     from ._agent import TemporalAgent
 
-# Persisted names (compatibility data: pinned by tests/temporal/test_names.py).
+# Persisted names (compatibility data: pinned by tests/temporal/test_api.py).
 STATUS_QUERY = "perdure.status"
 MODEL_REQUEST_QUERY = "perdure.model_request"
 APPROVE_UPDATE = "perdure.approve"
