@@ -109,9 +109,9 @@ async def heartbeating() -> AsyncIterator[None]:
     interval = max(0.05, timeout.total_seconds() / 4)
 
     async def beat() -> None:
-        while True:
-            activity.heartbeat()
+        while True:  # the first beat after one interval: a short step costs no heartbeat call at all
             await asyncio.sleep(interval)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:

@@ -108,8 +108,21 @@ class TemporalAgent(Generic[DepsT, OutputT]):
             result = await temporal_agent.run("Refund order 42", client=client, run_id="refund-42")
 
     The built-in workflow's id is the run id: running an id again returns the recorded result of a finished
-    run, or waits for one in progress. Inside your own ``@workflow.defn``, ``await temporal_agent.run(prompt)``
-    runs the agent as part of that workflow (register the worker with ``PerdurePlugin(temporal_agent)``).
+    run, or waits for one in progress. A run that needs an approval raises ``RunWaiting`` while its workflow
+    waits server-side; ``approve(run_id, tool_call_id)`` from any process lets it go on.
+
+    Inside your own workflow (the worker still needs ``PerdurePlugin(temporal_agent)`` for the activities)::
+
+        @workflow.defn
+        class Ticket:
+            @workflow.run
+            async def run(self, question: str) -> str:
+                result = await temporal_agent.run(question)   # the first run's id is the workflow id
+                return result.output
+
+    The agent's instructions functions and output validators run as workflow code: keep them deterministic.
+    Recovery after a worker dies takes about the activity's heartbeat timeout (10 s by default; see
+    ``ActivityOptions``) plus the workers' ``sticky_queue_schedule_to_start_timeout`` (Temporal's default 10 s).
 
     Args:
         agent: the agent; it needs a ``name`` (workflow and activity names are made from it).

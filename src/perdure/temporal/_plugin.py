@@ -31,6 +31,7 @@ class PerdurePlugin(SimplePlugin):  # type: ignore[misc]  # temporalio is untype
         client = await Client.connect("localhost:7233", plugins=[PerdurePlugin(support, billing)])
         worker = Worker(client, task_queue="perdure")          # client plugins apply to its workers too
 
+    Give it to the client or to the worker, not both (the worker would register everything twice).
     ``workflows=False`` makes a worker that runs only activities (e.g. tools close to their systems);
     ``activities=False`` one that runs only workflow code.
     """
