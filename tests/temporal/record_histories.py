@@ -22,23 +22,26 @@ from typing import Any
 HISTORIES = Path(__file__).with_name("histories")
 
 
-def recorded_agents(*, fail_on_nondeterminism: bool = True) -> dict[str, Any]:
+def recorded_agents(*, fail_on_nondeterminism: bool = True, fetch_tool: str = "fetch") -> dict[str, Any]:
     """The TemporalAgents of the recorded runs, as the replay test builds them too (by file name).
 
     The replay test builds them with ``fail_on_nondeterminism=False``: a history that no longer replays then
     raises in the ``Replayer`` (with the failure setting on, temporalio 1.35's ``Replayer`` hangs instead).
     """
     from perdure.temporal import TemporalAgent
-    from perdure.testing.conformance.scenarios import build_agent
 
-    from ._agents import reader
+    from ._agents import reader, shopper
 
     flag = {"fail_on_nondeterminism": fail_on_nondeterminism}
     return {
-        "workflow": TemporalAgent(build_agent("workflow"), **flag),
-        "parallel": TemporalAgent(build_agent("parallel"), **flag),
-        "approval": TemporalAgent(build_agent("approval"), **flag),
-        "continued": TemporalAgent(reader("continued", 6, [], approve_at=3), max_history_events=24, **flag),
+        # Sequential and parallel tool calls, and an approval.
+        "reader": TemporalAgent(reader("recorded-reader", 6, [], approve_at=4, fetch_tool=fetch_tool), **flag),
+        # The same, continued as new twice: the last workflow run starts from a carried journal.
+        "continued": TemporalAgent(
+            reader("recorded-continued", 6, [], approve_at=3, fetch_tool=fetch_tool), max_history_events=24, **flag
+        ),
+        # A tool's ModelRetry, and structured output.
+        "shopper": TemporalAgent(shopper("recorded-shopper"), **flag),
     }
 
 
@@ -48,7 +51,6 @@ async def record(address: str) -> list[Path]:
 
     from perdure import RunWaiting
     from perdure.temporal import PerdurePlugin
-    from perdure.testing.conformance.scenarios import prompt_for
 
     from ._user_workflow import SupportTicket, support
 
@@ -77,21 +79,15 @@ async def record(address: str) -> list[Path]:
         client, task_queue=task_queue, workflows=[SupportTicket], plugins=[PerdurePlugin(*agents.values(), support)]
     )
     async with worker:
-        for name in ("workflow", "parallel", "approval"):
-            ta, rid = agents[name], f"recorded-{name}-{uuid.uuid4().hex[:6]}"
-            prompt = prompt_for(name, rid)
+        for name, ta in agents.items():
+            rid = f"recorded-{name}-{uuid.uuid4().hex[:6]}"
             await approve_all(
-                ta,
-                lambda ta=ta, rid=rid, prompt=prompt: ta.run(prompt, client=client, run_id=rid, task_queue=task_queue),
-                rid,
+                ta, lambda ta=ta, rid=rid: ta.run("go", client=client, run_id=rid, task_queue=task_queue), rid
             )
-            await save(name, rid)
-
-        ta, rid = agents["continued"], f"recorded-continued-{uuid.uuid4().hex[:6]}"
-        await approve_all(ta, lambda: ta.run("read", client=client, run_id=rid, task_queue=task_queue), rid)
-        runs = [wf.run_id async for wf in client.list_workflows(f"WorkflowId = '{rid}'")]
-        assert len(runs) >= 2, "the recorded run should have continued as new"
-        await save("continued", rid)  # the last workflow run: it starts from a carried journal
+            if name == "continued":
+                runs = [wf.run_id async for wf in client.list_workflows(f"WorkflowId = '{rid}'")]
+                assert len(runs) >= 3, "the recorded run should have continued as new (twice)"
+            await save(name, rid)  # the last workflow run of it
 
         wf_id = f"recorded-ticket-{uuid.uuid4().hex[:6]}"
         handle = await client.start_workflow(
