@@ -60,6 +60,26 @@ class PostgresDatabases:
 _session: dict[str, Any] = {}
 
 
+def _drop_orphans(conn: Any) -> None:
+    """Drop the databases of earlier sessions on this machine whose process died before cleaning up (killed)."""
+    rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'perdure\\_dbos\\_%'").fetchall()
+    for (name,) in rows:
+        pid = name.split("_")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _sqlite_template(request: pytest.FixtureRequest) -> Path:
     if "sqlite" not in _session:
         factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
@@ -79,7 +99,8 @@ def _postgres_databases(request: pytest.FixtureRequest) -> PostgresDatabases | N
             conn = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
         except Exception:
             return None
-        dbs = PostgresDatabases(conn, f"perdure_dbos_{uuid.uuid4().hex[:8]}")
+        _drop_orphans(conn)
+        dbs = PostgresDatabases(conn, f"perdure_dbos_{os.getpid()}_{uuid.uuid4().hex[:6]}")
         conn.execute(f'CREATE DATABASE "{dbs.template}"')
         request.config.add_cleanup(dbs.drop_all)
         request.config.add_cleanup(lambda: _session.pop("postgres", None))
