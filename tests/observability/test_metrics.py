@@ -83,13 +83,45 @@ def test_token_usage_sums(telemetry: Telemetry) -> None:
     lookup_agent().run_sync(PROMPT)
     data = telemetry.reader.get_metrics_data()
     assert data is not None
-    sums = {
-        dict(p.attributes or {})["gen_ai.token.type"]: p.sum
+    points = [
+        (dict(p.attributes or {}), p)
         for rm in data.resource_metrics
         for sm in rm.scope_metrics
         for m in sm.metrics
         if m.name == "gen_ai.client.token.usage"
         for p in m.data.data_points
         if isinstance(p, HistogramDataPoint)
+    ]
+    assert {attributes["gen_ai.token.type"]: p.sum for attributes, p in points} == {"input": 30, "output": 6}
+    # The semantic convention's attributes, no more: every attribute costs on every point of every request.
+    assert [attributes for attributes, _ in points] == [
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "function",
+            "gen_ai.request.model": "scripted",
+            "gen_ai.response.model": "scripted",
+            "gen_ai.token.type": token_type,
+        }
+        for token_type in ("input", "output")
+    ]
+    assert not [p.exemplars for _, p in points if p.exemplars]  # the chat span has the counts
+
+
+def test_a_step_durations_exemplar_is_the_steps_own_span(telemetry: Telemetry) -> None:
+    from opentelemetry.sdk.metrics.export import HistogramDataPoint
+
+    lookup_agent().run_sync(PROMPT)
+    data = telemetry.reader.get_metrics_data()
+    assert data is not None
+    exemplars = {
+        e.span_id
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "perdure.step.duration"
+        for p in m.data.data_points
+        if isinstance(p, HistogramDataPoint)
+        for e in p.exemplars
     }
-    assert sums == {"input": 30, "output": 6}
+    steps = {s.context.span_id for s in telemetry.spans() if s.name.startswith(("chat", "execute_tool"))}
+    assert exemplars and exemplars <= steps  # the SDK keeps one exemplar per bucket: some of the steps

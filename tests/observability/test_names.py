@@ -54,7 +54,6 @@ def test_attribute_and_metric_names_are_pinned() -> None:
         "OPERATION_NAME": "gen_ai.operation.name",
         "AGENT_NAME": "gen_ai.agent.name",
         "PROVIDER_NAME": "gen_ai.provider.name",
-        "SYSTEM": "gen_ai.system",
         "REQUEST_MODEL": "gen_ai.request.model",
         "REQUEST_TEMPERATURE": "gen_ai.request.temperature",
         "REQUEST_MAX_TOKENS": "gen_ai.request.max_tokens",

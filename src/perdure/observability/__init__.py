@@ -21,7 +21,9 @@ span                      when
 Every span carries ``perdure.run_id``, ``perdure.engine`` (``inline``, ``local``, ``dbos``, ``temporal``,
 ``prefect``) and ``perdure.attempt``; GenAI attributes follow the OpenTelemetry semantic conventions
 (``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, ``gen_ai.response.finish_reasons``,
-``gen_ai.tool.name``, ...).
+``gen_ai.tool.name``, ...). The agent's name (``gen_ai.agent.name``) is on the run-level spans (``invoke_agent``,
+``accept_run``, ``await_approval``), not repeated on each step span below them; the deprecated ``gen_ai.system``
+is not set (its successor ``gen_ai.provider.name`` is). Every attribute costs on every span of every step.
 
 **One run, one trace.** When a durable run is accepted, the current trace context is recorded with it (or, if
 there is none, an ``accept_run`` span starts a new trace). Every attempt's ``invoke_agent`` span is a *child*
@@ -49,8 +51,17 @@ Metrics
 ``perdure.model.retries``            counter of retried transient model errors, by ``error.type``
 ``perdure.approvals.waiting``        up-down counter of calls waiting for a human decision
 ``gen_ai.client.token.usage``        histogram of tokens per model request, by ``gen_ai.token.type`` (input,
-                                     output): the GenAI semantic convention's
+                                     output), ``gen_ai.operation.name``, ``gen_ai.provider.name``,
+                                     ``gen_ai.request.model``, ``gen_ai.response.model``: the GenAI semantic
+                                     convention's (no exemplars: the ``chat`` span has the same counts)
 ===================================  ==========================================================================
+
+With an SDK that samples exemplars (the default: measurements taken in a sampled span), a
+``perdure.step.duration`` point's exemplar is the step's own ``chat``/``execute_tool`` span.
+
+Cost: with the SDK configured, each executed step costs one span and one ``perdure.step.duration`` point (a
+model request two ``gen_ai.client.token.usage`` points more), each run two spans and three counter points. That
+is the SDK's own work (``bench/bench_observability.py``); with no SDK configured they are no-op calls.
 
 Logfire
 =======

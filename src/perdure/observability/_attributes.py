@@ -28,7 +28,6 @@ WAIT_NOTE = "perdure.wait.note"  # content: only with include_content
 OPERATION_NAME = "gen_ai.operation.name"
 AGENT_NAME = "gen_ai.agent.name"
 PROVIDER_NAME = "gen_ai.provider.name"
-SYSTEM = "gen_ai.system"  # the older name of gen_ai.provider.name, still read by many backends
 REQUEST_MODEL = "gen_ai.request.model"
 REQUEST_TEMPERATURE = "gen_ai.request.temperature"
 REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"

@@ -74,8 +74,10 @@ class RunAttempt:
         self.executed_steps = 0
         self.status: RunStatus | None = None
         self.span: trace.Span = trace.INVALID_SPAN
-        # Precomputed once per attempt: every step span and metric point of the attempt reuses them.
-        self.span_attributes: dict[str, Any] = {A.RUN_ID: run_id, A.ENGINE: engine, A.ATTEMPT: attempt}
+        # Precomputed once per attempt: every step span and metric point of the attempt reuses them. Step spans
+        # leave the agent's name to their invoke_agent span (every attribute costs on every span).
+        self.step_attributes: dict[str, Any] = {A.RUN_ID: run_id, A.ENGINE: engine, A.ATTEMPT: attempt}
+        self.span_attributes: dict[str, Any] = dict(self.step_attributes)
         self.metric_attributes: dict[str, Any] = {A.ENGINE: engine}
         if self.agent_name:
             self.span_attributes[A.AGENT_NAME] = self.agent_name

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelStepSpan", "ToolStepSpan", "model_step", "tool_step"]
 
+# A context without a span, for measurements that need no exemplar (an empty Context would mean "the current one").
+_NO_SPAN = trace.set_span_in_context(trace.INVALID_SPAN)
+
 _SETTINGS = (
     ("temperature", A.REQUEST_TEMPERATURE),
     ("max_tokens", A.REQUEST_MAX_TOKENS),
@@ -39,11 +42,12 @@ _SETTINGS = (
 
 class _StepSpan:
     kind: str
-    __slots__ = ("attempt", "include_content", "span", "started", "token")
+    __slots__ = ("attempt", "context", "include_content", "span", "started", "token")
 
     def __init__(self) -> None:
         self.attempt: RunAttempt | None = _CURRENT.get()
         self.span: trace.Span = trace.INVALID_SPAN
+        self.context: otel_context.Context | None = None
         self.token: object = None
         self.started = 0.0
         self.include_content = False
@@ -51,10 +55,11 @@ class _StepSpan:
     def _start(self, name: str, kind: SpanKind, attributes: dict[str, Any]) -> None:
         attempt = self.attempt
         if attempt is not None:
-            attributes.update(attempt.span_attributes)
+            attributes.update(attempt.step_attributes)
             attempt.executed_steps += 1
         self.span = span = tracer().start_span(name, kind=kind, attributes=attributes)
-        self.token = otel_context.attach(trace.set_span_in_context(span))
+        self.context = context = trace.set_span_in_context(span)
+        self.token = otel_context.attach(context)
         self.started = time.perf_counter()
 
     def _end(self, error: BaseException | None, error_type: str | None = None) -> None:
@@ -72,7 +77,8 @@ class _StepSpan:
             error_type = type(error).__qualname__
         if error_type is not None:
             attributes = {**attributes, A.ERROR_TYPE: error_type}
-        instruments().step_duration.record(duration, attributes)
+        # Its exemplar (with an SDK that samples them) is the step's own span, not the attempt's.
+        instruments().step_duration.record(duration, attributes, self.context)
 
 
 class ModelStepSpan(_StepSpan):
@@ -96,7 +102,6 @@ class ModelStepSpan(_StepSpan):
             A.OPERATION_NAME: "chat",
             A.REQUEST_MODEL: model_name,
             A.PROVIDER_NAME: self.provider,
-            A.SYSTEM: self.provider,
             A.STEP_KEY: self.step.key,
         }
         settings = self.step.settings
@@ -129,13 +134,13 @@ class ModelStepSpan(_StepSpan):
 
     def response(self, response: ModelResponse) -> None:
         """The model's answer: response model, token usage, finish reason (and messages, with content)."""
-        inst = instruments()
         usage = response.usage
-        attributes = self._genai_attributes()
-        if response.model_name:
-            attributes[A.RESPONSE_MODEL] = response.model_name
-        inst.token_usage.record(usage.input_tokens, {**attributes, A.TOKEN_TYPE: "input"})
-        inst.token_usage.record(usage.output_tokens, {**attributes, A.TOKEN_TYPE: "output"})
+        token_usage = instruments().token_usage
+        input_points, output_points = _token_attributes(self.provider, self.model.model_name, response.model_name)
+        # No exemplars on token points (the chat span carries the same counts): an SDK's default exemplar filter
+        # samples every measurement taken in a sampled span, which costs as much as the point itself.
+        token_usage.record(usage.input_tokens, input_points, _NO_SPAN)
+        token_usage.record(usage.output_tokens, output_points, _NO_SPAN)
         span = self.span
         if not span.is_recording():
             return
@@ -215,6 +220,25 @@ class ToolStepSpan(_StepSpan):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._end(exc, self.error_type)
+
+
+# The token-usage points' attributes: the semantic convention's, built once per (provider, model, response model).
+_TOKEN_ATTRIBUTES: dict[tuple[str, str, str | None], tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def _token_attributes(
+    provider: str, model_name: str, response_model: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    key = (provider, model_name, response_model)
+    cached = _TOKEN_ATTRIBUTES.get(key)
+    if cached is None:
+        base: dict[str, Any] = {A.OPERATION_NAME: "chat", A.PROVIDER_NAME: provider, A.REQUEST_MODEL: model_name}
+        if response_model:
+            base[A.RESPONSE_MODEL] = response_model
+        cached = ({**base, A.TOKEN_TYPE: "input"}, {**base, A.TOKEN_TYPE: "output"})
+        if len(_TOKEN_ATTRIBUTES) < 1024:  # bounded: model names come from providers' responses
+            _TOKEN_ATTRIBUTES[key] = cached
+    return cached
 
 
 def model_step(model: Model, step: ModelStep) -> ModelStepSpan:
