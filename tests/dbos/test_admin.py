@@ -122,3 +122,20 @@ def test_from_a_process_that_registered_no_agent(launch: Callable[[], None], dbo
 
     asyncio.run(main())
     assert executed == ["x-1"]
+
+
+def test_a_waiting_run_being_recovered_is_still_waiting() -> None:
+    """After a restart DBOS re-enqueues a pending run (ENQUEUED) before resuming it: its calls stay decidable."""
+    from perdure.dbos._agent import decision_topic
+    from perdure.dbos._inspect import run_status
+
+    event = {
+        "status": "waiting",
+        "pending": [{"tool_call_id": "r1", "tool_name": "refund", "key": "turn/1/approval/r1"}],
+    }
+    assert run_status("ENQUEUED", event) == "waiting" and run_status("PENDING", event) == "waiting"
+    assert run_status("ENQUEUED", None) == "pending" and run_status("PENDING", {"status": "running"}) == "running"
+    assert run_status("SUCCESS", event) == "completed"
+    assert decision_topic("x", "ENQUEUED", event, "r1") == "turn/1/approval/r1"
+    with pytest.raises(UserError, match="has no call 'r1' waiting"):
+        decision_topic("x", "CANCELLED", event, "r1")

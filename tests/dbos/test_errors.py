@@ -54,6 +54,8 @@ def test_not_an_agent_and_conflicting_options(launch: Callable[[], None]) -> Non
         DBOSAgent(agents.plain("a"), deps=1, deps_factory=lambda run_id: 2)
     with pytest.raises(UserError, match="cannot set 'name'"):
         DBOSAgent(agents.plain("b"), step_config={"name": "x"})
+    with pytest.raises(UserError, match=r"cannot set retries_allowed.*retry_config=RetryConfig"):
+        DBOSAgent(agents.plain("c"), step_config={"retries_allowed": True, "max_attempts": 3})
 
 
 def test_a_run_id_of_another_agent(launch: Callable[[], None]) -> None:

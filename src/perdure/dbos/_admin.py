@@ -17,7 +17,7 @@ from .._exceptions import UserError
 from .._ops import Decision
 from ._agent import _PERDURE_TO_DBOS, decision_topic
 from ._codec import STATUS_EVENT, WORKFLOW_PREFIX, workflow_name
-from ._inspect import build_run_info
+from ._inspect import ACTIVE, build_run_info
 
 __all__ = ["approve", "cancel", "get_run", "list_runs"]
 
@@ -42,7 +42,7 @@ def _status(client: Any, run_id: str) -> Any:
 
 
 def _event(client: Any, status: Any) -> Any:
-    if status.status != "PENDING":
+    if status.status not in ACTIVE:
         return None
     return client.get_event(status.workflow_id, STATUS_EVENT, timeout_seconds=0)
 

@@ -51,7 +51,7 @@ from ._codec import (
     run_error,
     workflow_name,
 )
-from ._inspect import build_run_info, pending_of
+from ._inspect import ACTIVE, build_run_info, pending_of
 
 __all__ = ["DBOSAgent"]
 
@@ -69,7 +69,7 @@ _REPLAY_GRACE = 0.2
 _PERDURE_TO_DBOS = {
     "pending": ["ENQUEUED", "DELAYED"],
     "running": ["PENDING"],
-    "waiting": ["PENDING"],
+    "waiting": ["PENDING", "ENQUEUED"],  # ENQUEUED: being recovered after a restart
     "completed": ["SUCCESS"],
     "failed": ["ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"],
     "cancelled": ["CANCELLED"],
@@ -402,9 +402,10 @@ class DBOSAgent(Generic[DepsT, OutputT]):
         name: the name to register under instead of ``agent.name``.
         deps: the deps of runs executed without deps given to ``run()`` (recovered or dequeued runs).
         deps_factory: instead of ``deps``: called with the run id to build each such run's deps.
-        step_config: DBOS step options (``StepOptions``) for model requests; default ``{"preemptible": True}``
-            (a cancelled run abandons its in-flight request). Tool calls run once per attempt whatever this says:
-            their exceptions are recorded outcomes, not retried.
+        step_config: DBOS step options (``StepOptions``) for model requests, e.g. ``{"timeout_seconds": 120}``;
+            default ``{"preemptible": True}`` (a cancelled run abandons its in-flight request). Retries are the
+            agent's ``retry_config`` (transient errors, inside the step), not DBOS's. Tool calls run once per
+            attempt: their exceptions are recorded outcomes, not retried.
         queue: the DBOS queue ``start()`` enqueues on (registered with default limits if it does not exist).
         poll_interval: how often ``run()`` and ``wait()`` poll the database for a run executing elsewhere.
     """
@@ -432,6 +433,12 @@ class DBOSAgent(Generic[DepsT, OutputT]):
             raise UserError("pass deps or deps_factory, not both")
         if step_config is not None and "name" in step_config:
             raise UserError("step_config cannot set 'name': each step is named by its step key")
+        if step_config is not None and step_config.get("retries_allowed"):
+            raise UserError(
+                "step_config cannot set retries_allowed: a model request retries transient errors inside its step, "
+                "as the agent's retry_config says (Agent(..., retry_config=RetryConfig(...))), and its failure is "
+                "recorded like any result"
+            )
         if _launched():
             raise UserError(
                 f"DBOSAgent({name!r}) was constructed after DBOS.launch(): DBOS recovers only the workflows "
@@ -780,15 +787,15 @@ def _accept_trace_context(agent: str, run_id: str | None) -> dict[str, str] | No
 
 
 async def _status_event(status: Any) -> Any:
-    """The run's published status (only a run that DBOS still executes can be waiting)."""
-    if status.status != "PENDING":
+    """The run's published status (only a run that is not finished can be waiting)."""
+    if status.status not in ACTIVE:
         return None
     return await DBOS.get_event_async(status.workflow_id, STATUS_EVENT, timeout_seconds=0)
 
 
 def decision_topic(run_id: str, dbos_status: str, event: Any, tool_call_id: str) -> str:
     """The topic a decision on ``tool_call_id`` is sent to: the waiting step's key. UserError if none waits."""
-    pending = pending_of(event) if dbos_status == "PENDING" else []
+    pending = pending_of(event) if dbos_status in ACTIVE else []
     for p in pending:
         if p.get("tool_call_id") == tool_call_id:
             return str(p["key"])

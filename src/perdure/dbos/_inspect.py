@@ -14,9 +14,13 @@ from ..local._durable import PendingDecision, RunInfo, StepInfo
 from ..usage import Usage
 from ._codec import STARTED_SUFFIX, agent_of, error_record
 
-__all__ = ["build_run_info", "pending_of", "run_status"]
+__all__ = ["ACTIVE", "build_run_info", "pending_of", "run_status"]
 
-# DBOS workflow status -> perdure run status (PENDING is "running" or "waiting": see run_status).
+# The DBOS statuses of a run that is not finished. A waiting run is PENDING, or ENQUEUED for a moment while DBOS
+# recovers it after a restart: its status event tells it waits in both.
+ACTIVE = ("PENDING", "ENQUEUED", "DELAYED")
+
+# DBOS workflow status -> perdure run status (an active one may be "waiting": see run_status).
 _STATUSES = {
     "ENQUEUED": "pending",
     "DELAYED": "pending",
@@ -45,8 +49,10 @@ def pending_of(event: Any) -> list[dict[str, Any]]:
 
 
 def run_status(dbos_status: str, event: Any) -> str:
+    if dbos_status in ACTIVE and pending_of(event):
+        return "waiting"
     if dbos_status == "PENDING":
-        return "waiting" if pending_of(event) else "running"
+        return "running"
     return _STATUSES.get(dbos_status, dbos_status.lower())
 
 
