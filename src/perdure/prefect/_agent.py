@@ -25,13 +25,13 @@ import asyncio
 import json
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from prefect.blocks.core import Block
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
@@ -45,7 +45,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
-from prefect.context import FlowRunContext
+from prefect.context import AsyncClientContext, FlowRunContext
 from prefect.exceptions import ObjectNotFound, Pause, PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 from prefect.flow_engine import run_flow_async
@@ -163,6 +163,13 @@ async def _attempts(client: Any, flow_run: Any) -> int:
     states = await client.read_flow_run_states(flow_run.id)
     claims = [s for s in states if s.type == StateType.PENDING and (s.message or "").startswith(_CLAIMED_BY)]
     return max(1, len(claims))
+
+
+@asynccontextmanager
+async def _client() -> AsyncIterator[Any]:
+    """The Prefect client of this task, shared with everything Prefect does inside it (the flow engine too)."""
+    async with AsyncClientContext.get_or_create() as context:
+        yield context.client
 
 
 def _timestamp(value: Any) -> float | None:
@@ -358,7 +365,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         run is resumed, a run executing in a live process raises ``RunInProgress``. A run that reaches a tool
         with ``requires_approval=True`` is suspended in Prefect and this raises ``RunWaiting``.
         """
-        async with get_client() as client:
+        async with _client() as client:
             flow_run, created = await self._accept(
                 client, prompt, run_id, message_history, model, usage_limits, model_settings
             )
@@ -399,7 +406,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         model_settings: ModelSettings | None = None,
     ) -> str:
         """Accept a run durably (a scheduled flow run) and return its id; ``serve()`` or ``resume()`` executes it."""
-        async with get_client() as client:
+        async with _client() as client:
             flow_run, _ = await self._accept(
                 client, prompt, run_id, message_history, model, usage_limits, model_settings
             )
@@ -460,7 +467,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
 
         A finished run returns its recorded result without executing; a waiting one raises ``RunWaiting``.
         """
-        async with get_client() as client:
+        async with _client() as client:
             return await self._continue(client, await self._require(client, run_id), deps, fresh=False)
 
     def resume_sync(self, run_id: str, *, deps: DepsT = None) -> AgentRunResult[OutputT]:  # type: ignore[assignment]
@@ -504,8 +511,12 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             raise RunInProgress(run_id, this_owner())
         attempt = ATTEMPTS[flow_run.id] = Attempt(deps=deps, fresh=fresh, number=number)
         try:
+            # perdure suspends a run from inside it (at a wait step), never from outside; the flow engine starts
+            # a watcher for suspensions from outside (a thread and a websocket, which blocks the event loop as
+            # it starts and stops) for every flow run it sees with a deployment. It sees this run without one.
+            unobserved = flow_run.model_copy(update={"deployment_id": None})
             state = await run_flow_async(
-                self._flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state"
+                self._flow, flow_run=unobserved, parameters=flow_run.parameters, return_type="state"
             )
         except Pause:
             raise RunWaiting(run_id, attempt.pending) from None
@@ -627,7 +638,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
     async def recover(self, *, deps: DepsT = None) -> list[str]:  # type: ignore[assignment]
         """Execute every run of this agent that no live process executes: scheduled (started, or resumed after
         a decision), crashed, or orphaned. Returns their ids once each has finished or is waiting again."""
-        async with get_client() as client:
+        async with _client() as client:
             flow_runs = await self._flow_runs(
                 client,
                 [StateType.SCHEDULED, StateType.CRASHED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING],
@@ -674,7 +685,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         its run input; ``resume(run_id)`` (or ``serve()``) then executes it. Deciding in Prefect's UI (the
         suspended flow run's form) works the same way.
         """
-        async with get_client() as client:
+        async with _client() as client:
             flow_run = await self._require(client, run_id)
             pending = await self._pending(client, flow_run)
             match = [p for p in pending if p.tool_call_id == tool_call_id]
@@ -717,7 +728,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
 
     async def cancel(self, run_id: str) -> None:
         """Cancel a run from any process: it stops at its next step boundary and ends ``cancelled``."""
-        async with get_client() as client:
+        async with _client() as client:
             flow_run = await self._require(client, run_id)
             kind = flow_run.state.type if flow_run.state is not None else StateType.SCHEDULED
             if kind in (StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED):
@@ -794,7 +805,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
     async def get_run(self, run_id: str) -> RunInfo:
         """The run's status, steps (Prefect's task runs, with their recorded results), usage, error and
         pending decisions."""
-        async with get_client() as client:
+        async with _client() as client:
             flow_run = await self._require(client, run_id)
             return await self._info(client, flow_run, with_steps=True)
 
@@ -808,7 +819,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         if unknown:
             raise UserError(f"unknown run status {unknown[0]!r}; one of {', '.join(sorted(_STATE_TYPES))}")
         types = sorted({t for s in wanted for t in _STATE_TYPES[s]}, key=lambda t: t.value) or None
-        async with get_client() as client:
+        async with _client() as client:
             flow_runs = await self._flow_runs(client, types, limit=limit)
             infos = [await self._info(client, fr, with_steps=False) for fr in flow_runs if fr.idempotency_key]
         return [i for i in infos if not wanted or i.status in wanted]

@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pydantic
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
 )
 from prefect.client.schemas.objects import StateType
-from prefect.context import TaskRunContext
+from prefect.context import AsyncClientContext, TaskRunContext
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput as PrefectRunInput
@@ -366,7 +365,9 @@ class Watcher:
             self.task = None
 
     async def _watch(self) -> None:
-        async with get_client() as client:
+        # A client of its own: the watcher outlives the run (and the client) that started it.
+        async with AsyncClientContext() as context:
+            client = context.client
             while self.runs:
                 await asyncio.sleep(self.poll)
                 ids = list(self.runs)
