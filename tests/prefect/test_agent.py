@@ -212,8 +212,9 @@ def test_parallel_approvals_suspend_once_and_resume_when_all_are_decided(name: s
     assert sorted(p["tool_call_id"] for p in e.value.pending) == ["a", "b"]
 
     prefect_agent.approve_sync("two-1", "b", approved=False, note="not this one")
-    assert prefect_agent.get_run_sync("two-1").status == "waiting"  # one decision still missing
-    with pytest.raises(UserError, match="decided already"):
+    info = prefect_agent.get_run_sync("two-1")
+    assert (info.status, [p.tool_call_id for p in info.pending]) == ("waiting", ["a"])  # one decision missing
+    with pytest.raises(UserError, match=r"no call 'b' waiting .* waiting: refund \(a\)"):
         prefect_agent.approve_sync("two-1", "b")
     prefect_agent.approve_sync("two-1", "a")
     result = prefect_agent.resume_sync("two-1")

@@ -687,19 +687,20 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         """
         async with _client() as client:
             flow_run = await self._require(client, run_id)
-            pending = await self._pending(client, flow_run)
-            match = [p for p in pending if p.tool_call_id == tool_call_id]
-            if not match:
-                waiting = ", ".join(f"{p.tool_name} ({p.tool_call_id})" for p in pending) or "none"
+            calls, decisions = await self._waiting(client, flow_run)
+            index = next((i for i, c in enumerate(calls) if c.tool_call_id == tool_call_id), None)
+            if index is None or index in decisions:
+                waiting = ", ".join(
+                    f"{c.tool_name} ({c.tool_call_id})" for i, c in enumerate(calls) if i not in decisions
+                )
                 raise UserError(
                     f"run {run_id!r} has no call {tool_call_id!r} waiting for a decision "
-                    f"(status {_status(flow_run)}); waiting: {waiting}"
+                    f"(status {_status(flow_run)}); waiting: {waiting or 'none'}"
                 )
-            pause = flow_run.state.state_details.pause_key
-            index = pending.index(match[0])
+            match = [calls[index]]
             decision = Decision(approved=approved, note=note)
-            decisions = {index: decision}
-            if len(pending) > 1:  # the others may be decided already, by other processes
+            if len(calls) > 1:  # recorded until every call is decided, by whichever processes
+                pause = flow_run.state.state_details.pause_key
                 try:
                     await client.create_flow_run_input(
                         flow_run.id, key=names.decision_input(pause, index), value=decision.model_dump_json()
@@ -708,12 +709,9 @@ class PrefectAgent(Generic[DepsT, OutputT]):
                     if not is_conflict(e):
                         raise
                     raise UserError(f"call {tool_call_id!r} of run {run_id!r} is decided already") from None
-                prefix = names.decision_input(pause, 0)[:-1]
-                for item in await client.filter_flow_run_input(
-                    flow_run.id, key_prefix=prefix, limit=len(pending) + 1, exclude_keys=set()
-                ):
-                    decisions[int(item.key[len(prefix) :])] = Decision.model_validate_json(item.value)
-            if len(decisions) < len(pending):
+                _, decisions = await self._waiting(client, flow_run)  # the others may have been decided meanwhile
+            decisions[index] = decision
+            if len(decisions) < len(calls):
                 await self._waits_ended(flow_run, match, "approved" if approved else "denied", note)
                 return
             answer = {f"call_{i}": d.model_dump(mode="json") for i, d in decisions.items()}
@@ -779,28 +777,33 @@ class PrefectAgent(Generic[DepsT, OutputT]):
 
     # --- inspection ---------------------------------------------------------------------------------------
 
-    async def _pending(self, client: Any, flow_run: Any) -> list[PendingDecision]:
+    async def _waiting(self, client: Any, flow_run: Any) -> tuple[list[PendingDecision], dict[int, Decision]]:
+        """The calls the run's suspension waits for (in the order of its run input), and those decided so far."""
         state = flow_run.state
         if state is None or state.type != StateType.PAUSED or not state.state_details.pause_key:
-            return []
+            return [], {}
+        pause = state.state_details.pause_key
         try:
-            value = await client.read_flow_run_input(
-                flow_run.id, key=names.pending_input(state.state_details.pause_key)
-            )
+            value = await client.read_flow_run_input(flow_run.id, key=names.pending_input(pause))
         except ObjectNotFound:
-            return []
-        return [
-            PendingDecision(
-                str(flow_run.idempotency_key),
-                c["tool_call_id"],
-                c["tool_name"],
-                c["args"],
-                c["reason"],
-                c["key"],
-                c["since"],
-            )
+            return [], {}  # paused by someone else (Prefect's UI): nothing of perdure's waits
+        run_id = str(flow_run.idempotency_key)
+        calls = [
+            PendingDecision(run_id, c["tool_call_id"], c["tool_name"], c["args"], c["reason"], c["key"], c["since"])
             for c in json.loads(value)
         ]
+        decided: dict[int, Decision] = {}
+        if len(calls) > 1:  # one call's decision waits, as a run input of its own, for the others
+            prefix = names.decision_input(pause, 0)[:-1]
+            for item in await client.filter_flow_run_input(
+                flow_run.id, key_prefix=prefix, limit=len(calls) + 1, exclude_keys=set()
+            ):
+                decided[int(item.key[len(prefix) :])] = Decision.model_validate_json(item.value)
+        return calls, decided
+
+    async def _pending(self, client: Any, flow_run: Any) -> list[PendingDecision]:
+        calls, decided = await self._waiting(client, flow_run)
+        return [c for i, c in enumerate(calls) if i not in decided]
 
     async def get_run(self, run_id: str) -> RunInfo:
         """The run's status, steps (Prefect's task runs, with their recorded results), usage, error and
@@ -875,6 +878,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             error=(outcome or {}).get("error"),
             steps=steps,
             pending=await self._pending(client, flow_run),
+            trace_context=context.get("trace_context"),
             cancel_requested=state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED),
         )
 
