@@ -20,7 +20,7 @@ from perdure import Agent, AgentRunError, RunCancelled, RunContext, RunWaiting, 
 from perdure.messages import ModelMessage, ModelResponse
 from perdure.models.function import AgentInfo, FunctionModel
 from perdure.prefect import PrefectAgent, TaskConfig
-from perdure.prefect._names import step_cache_key
+from perdure.prefect._names import started_key, step_cache_key
 
 from .agents import Counted, call, one_tool_then_text, returns, text
 
@@ -290,6 +290,27 @@ def test_a_started_run_is_executed_by_recover(name: str, results: Path) -> None:
     assert asyncio.run(prefect_agent.recover()) == ["later-1"]
     info = prefect_agent.get_run_sync("later-1")
     assert (info.status, info.output, info.attempts) == ("completed", "done: charge=charge 42", 1)
+
+
+def test_an_interrupted_at_most_once_call_waits_for_a_human_when_asked_to(name: str, results: Path) -> None:
+    from prefect.filesystems import LocalFileSystem
+    from prefect.results import ResultStore
+    from prefect.serializers import JSONSerializer
+
+    counted = Counted(name, one_tool_then_text("transfer", amount=7, call_id="t1"))
+    counted.tool("transfer", side_effects="at_most_once", on_unknown="wait")
+    prefect_agent = PrefectAgent(counted.agent, task_config=TaskConfig(result_storage=results))
+    # A process marked the call started, then died before its result was recorded.
+    store = ResultStore(result_storage=LocalFileSystem(basepath=str(results)), serializer=JSONSerializer())
+    store.write(obj={"owner": "elsewhere:1:1"}, key=started_key("amo-1", "turn/1/tool/t1"))
+
+    with pytest.raises(RunWaiting) as e:
+        prefect_agent.run_sync("transfer 7", run_id="amo-1")
+    assert [(p["tool_name"], p["reason"]) for p in e.value.pending] == [("transfer", "unknown_outcome")]
+    prefect_agent.approve_sync("amo-1", "t1", approved=True)
+    result = prefect_agent.resume_sync("amo-1")
+    assert result.output == "done: transfer=A human confirmed that this call did happen."
+    assert counted.calls == []  # never run again
 
 
 def test_deps_reach_the_tools_of_every_execution(name: str, results: Path) -> None:
