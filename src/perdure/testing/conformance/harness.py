@@ -41,6 +41,8 @@ class Harness:
         env["PERDURE_CONFORMANCE_OPTIONS"] = json.dumps(self.options)
         env.pop("PERDURE_CRASH_AT", None)
         env.pop("PERDURE_SCENARIO_VARIANT", None)
+        # Children load no pydantic plugins (logfire's costs ~0.5 s per process); the scenarios need none.
+        env.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
         env.update(extra or {})
         return env
 
