@@ -15,9 +15,11 @@ from perdure.observability import _attributes
 def test_public_surface() -> None:
     assert perdure.observability.__all__ == ["configure", "configure_agent"]
     assert perdure.observability.engine.__all__ == [
+        "Acceptance",
         "ModelStepSpan",
         "RunAttempt",
         "ToolStepSpan",
+        "accept_run",
         "accept_trace_context",
         "approval_wait_ended",
         "approval_wait_started",
@@ -27,6 +29,7 @@ def test_public_surface() -> None:
         "run_attempt",
         "run_ended",
         "run_started",
+        "start_attempt",
         "tool_step",
     ]
 

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from .._loop import AgentRunResult
 
 __all__ = [
+    "Acceptance",
     "RunAttempt",
+    "accept_run",
     "accept_trace_context",
     "approval_wait_ended",
     "approval_wait_started",
@@ -34,6 +36,7 @@ __all__ = [
     "run_attempt",
     "run_ended",
     "run_started",
+    "start_attempt",
 ]
 
 RunStatus = Literal["completed", "failed", "cancelled", "waiting", "interrupted"]
@@ -74,6 +77,8 @@ class RunAttempt:
         self.executed_steps = 0
         self.status: RunStatus | None = None
         self.span: trace.Span = trace.INVALID_SPAN
+        self.context: otel_context.Context | None = None
+        self.ended = False
         # Precomputed once per attempt: every step span and metric point of the attempt reuses them. Step spans
         # leave the agent's name to their invoke_agent span (every attribute costs on every span).
         self.step_attributes: dict[str, Any] = {A.RUN_ID: run_id, A.ENGINE: engine, A.ATTEMPT: attempt}
@@ -106,8 +111,32 @@ class RunAttempt:
 
     @property
     def trace_context(self) -> dict[str, str] | None:
-        """This attempt's span as a W3C carrier, for engines that persist it when the run had none."""
+        """This attempt's span as a W3C carrier: for engines that persist it when the run had none, or ship it
+        with steps that execute elsewhere (``attempt_context``)."""
         return _carrier(trace.set_span_in_context(self.span))
+
+    def end(self, status: RunStatus, error: BaseException | None = None) -> None:
+        """End the attempt (``start_attempt``): its status, its error if it failed; ended runs are counted.
+
+        ``status``: completed, failed or cancelled (the run ended), waiting (for a human) or interrupted (it goes
+        on in a later attempt). Ending twice does nothing.
+        """
+        if self.ended:
+            return
+        self.ended = True
+        self.status = status
+        span = self.span
+        if span.is_recording():
+            span.set_attributes(
+                {A.RUN_STATUS: status, A.STEPS_REPLAYED: self.replayed_steps, A.STEPS_EXECUTED: self.executed_steps}
+            )
+            if status == "failed" and error is not None:
+                span.record_exception(error)
+                span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
+        span.end()
+        if status in ("completed", "failed", "cancelled"):
+            instruments().runs.add(1, {**self.metric_attributes, A.RUN_STATUS: status})
 
 
 @contextmanager
@@ -153,6 +182,50 @@ def run_attempt(
             result = await drive(agent.new_loop(run, deps, model), execute)
             attempt.set_result(result)
     """
+    state = start_attempt(
+        agent,
+        run_id=run_id,
+        engine=engine,
+        attempt=attempt,
+        trace_context=trace_context,
+        model=model,
+        prompt=prompt,
+        new_run=new_run,
+    )
+    assert state.context is not None
+    token = otel_context.attach(state.context)
+    state_token = _CURRENT.set(state)
+    error: BaseException | None = None
+    try:
+        yield state
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        _CURRENT.reset(state_token)
+        otel_context.detach(token)
+        if count_replayed is not None:
+            state.replayed_steps = count_replayed()
+        state.end(state.status or _status_of(error, suspend), error)
+
+
+def start_attempt(
+    agent: Agent[Any, Any] | None,
+    *,
+    run_id: str,
+    engine: str,
+    attempt: int = 1,
+    trace_context: TraceContext = None,
+    model: str | None = None,
+    prompt: str | None = None,
+    new_run: bool | None = None,
+) -> RunAttempt:
+    """``run_attempt`` for attempts that do not fit a ``with`` block: the caller ends it with ``RunAttempt.end``.
+
+    For engines whose attempts start and end in different places (Temporal workflow code, where an attempt
+    starts when a worker's code runs live and ends when the run waits, ends, or leaves the worker). The span is
+    not made current: ship ``attempt.trace_context`` to where the steps execute (``attempt_context``).
+    """
     state = RunAttempt(agent, run_id=run_id, engine=engine, attempt=attempt, include_content=include_content_for(agent))
     parent, links = _parent(trace_context)
     attributes: dict[str, Any] = {A.OPERATION_NAME: "invoke_agent", **state.span_attributes}
@@ -166,37 +239,14 @@ def run_attempt(
         links=links,
     )
     state.span = span
+    state.context = trace.set_span_in_context(span, parent)
     if prompt is not None and state.include_content and span.is_recording():
         span.set_attribute(A.RUN_PROMPT, prompt)
     inst = instruments()
     if new_run if new_run is not None else attempt == 1:
         inst.runs.add(1, {**state.metric_attributes, A.RUN_STATUS: "started"})
     inst.attempts.add(1, state.metric_attributes)
-    token = otel_context.attach(trace.set_span_in_context(span, parent))
-    state_token = _CURRENT.set(state)
-    error: BaseException | None = None
-    try:
-        yield state
-    except BaseException as e:
-        error = e
-        raise
-    finally:
-        _CURRENT.reset(state_token)
-        otel_context.detach(token)
-        status = state.status or _status_of(error, suspend)
-        if count_replayed is not None:
-            state.replayed_steps = count_replayed()
-        if span.is_recording():
-            span.set_attributes(
-                {A.RUN_STATUS: status, A.STEPS_REPLAYED: state.replayed_steps, A.STEPS_EXECUTED: state.executed_steps}
-            )
-            if status == "failed" and error is not None:
-                span.record_exception(error)
-                span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
-                span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
-        span.end()
-        if status in ("completed", "failed", "cancelled"):
-            inst.runs.add(1, {**state.metric_attributes, A.RUN_STATUS: status})
+    return state
 
 
 def _status_of(error: BaseException | None, suspend: tuple[type[BaseException], ...]) -> RunStatus:
@@ -219,14 +269,18 @@ def attempt_context(
     engine: str,
     attempt: int,
     trace_context: TraceContext = None,
+    step_try: int = 1,
 ) -> Iterator[RunAttempt]:
     """Execute steps of a run attempt whose ``invoke_agent`` span lives elsewhere (no span of its own).
 
     For engines that execute a step away from the attempt (a Temporal activity on a worker): the step spans
     get the run's ``perdure.*`` attributes, and become children of ``trace_context`` (the carrier of the
-    attempt's span, shipped with the step) when it is given.
+    attempt's span, shipped with the step) when it is given. ``step_try``: the engine's own try of this step
+    (a Temporal activity attempt); from 2 on, step spans say it in ``perdure.retry.attempt``.
     """
     state = RunAttempt(agent, run_id=run_id, engine=engine, attempt=attempt, include_content=include_content_for(agent))
+    if step_try > 1:
+        state.step_attributes[A.RETRY_ATTEMPT] = step_try
     token = None
     if trace_context:
         token = otel_context.attach(_PROPAGATOR.extract(_as_carrier(trace_context), otel_context.get_current()))
@@ -237,6 +291,14 @@ def attempt_context(
         _CURRENT.reset(state_token)
         if token is not None:
             otel_context.detach(token)
+
+
+def current_trace_context() -> dict[str, str] | None:
+    """The current span's context as a W3C carrier, if there is a current span."""
+    current = otel_context.get_current()
+    if trace.get_current_span(current).get_span_context().is_valid:
+        return _carrier(current)
+    return None
 
 
 def current_attempt() -> RunAttempt | None:
@@ -285,20 +347,41 @@ def accept_trace_context(*, agent_name: str | None, run_id: str, engine: str) ->
     short root span ``accept_run <agent>`` (``perdure.attempt`` 0: before the first attempt), so attempts in
     other processes still share one trace. None when no OpenTelemetry SDK is configured.
     """
+    acceptance = accept_run(agent_name=agent_name, run_id=run_id, engine=engine)
+    acceptance.commit()
+    return acceptance.trace_context
+
+
+class Acceptance:
+    """A run being accepted (``accept_run``): record ``trace_context`` with it, then ``commit()``."""
+
+    __slots__ = ("_root", "trace_context")
+
+    def __init__(self, trace_context: dict[str, str] | None, root: trace.Span | None) -> None:
+        self.trace_context = trace_context
+        self._root = root
+
+    def commit(self) -> None:
+        """The run was accepted: its ``accept_run`` span (if it has one) ends and is reported."""
+        root, self._root = self._root, None
+        if root is not None:
+            root.end()
+
+
+def accept_run(*, agent_name: str | None, run_id: str, engine: str) -> Acceptance:
+    """``accept_trace_context`` for engines that learn only afterwards whether the run was new: ``commit()`` once
+    it is; an acceptance never committed (the run existed already) reports nothing."""
     current = otel_context.get_current()
     if trace.get_current_span(current).get_span_context().is_valid:
-        return _carrier(current)
+        return Acceptance(_carrier(current), None)
     name = f"accept_run {agent_name}" if agent_name else "accept_run"
     attributes: dict[str, Any] = {A.RUN_ID: run_id, A.ENGINE: engine, A.ATTEMPT: 0}
     if agent_name:
         attributes[A.AGENT_NAME] = agent_name
     root = tracer().start_span(name, context=current, kind=SpanKind.INTERNAL, attributes=attributes)
-    try:
-        if not root.get_span_context().is_valid:
-            return None
-        return _carrier(trace.set_span_in_context(root, current))
-    finally:
-        root.end()
+    if not root.get_span_context().is_valid:
+        return Acceptance(None, None)
+    return Acceptance(_carrier(trace.set_span_in_context(root, current)), root)
 
 
 def run_started(*, agent_name: str | None, engine: str) -> None:

@@ -25,6 +25,7 @@ from .._ops import ModelStep, ToolStep
 from .._tools import ToolOutcome
 from ..messages import ModelMessage
 from ..models import ModelRequestParameters, RetryConfig
+from ..observability._spans import attempt_context
 from ._wire import (
     Conversation,
     ModelCall,
@@ -34,7 +35,7 @@ from ._wire import (
     decode_deps,
     query,
 )
-from ._workflow import MODEL_REQUEST_QUERY
+from ._workflow import ENGINE, MODEL_REQUEST_QUERY
 
 if TYPE_CHECKING:
     from ._agent import TemporalAgent
@@ -145,6 +146,17 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
         cache.put(key, call, conv.messages, conv.params, fresh=True)
         return conv.messages, conv.params
 
+    def attempt_of(call: ModelCall | ToolCall) -> Any:
+        """The step's span joins the attempt that scheduled it (its ``invoke_agent`` span, in the workflow)."""
+        return attempt_context(
+            agent,
+            run_id=call.run_id,
+            engine=ENGINE,
+            attempt=call.attempt,
+            trace_context=call.trace_context,
+            step_try=activity.info().attempt,
+        )
+
     async def model_request(payload: dict[str, Any]) -> dict[str, Any]:
         call = ModelCall.model_validate(payload)
         async with heartbeating():
@@ -160,7 +172,8 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
                     settings=call.settings,
                     params=params,
                 )
-                response = await perform_model_step(model, step, _ONE_ATTEMPT)
+                with attempt_of(call):
+                    response = await perform_model_step(model, step, _ONE_ATTEMPT)
             except ModelHTTPError as e:
                 delay = timedelta(seconds=e.retry_after) if e.transient and e.retry_after else None
                 raise ApplicationError(
@@ -179,7 +192,7 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
                 message = f"model request {call.key!r} failed: {type(e).__name__}: {e}"
                 record = {"type": "AgentRunError", "message": message}
                 raise ApplicationError(message, record, type=type(e).__name__, non_retryable=True) from None
-        return ModelCallResult(key=call.key, describe=call.describe, response=response).dump()
+        return ModelCallResult(key=call.key, describe=call.describe, response=response, attempt=call.attempt).dump()
 
     async def tool_call(payload: dict[str, Any]) -> dict[str, Any]:
         call = ToolCall.model_validate(payload)
@@ -205,8 +218,9 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
                 retry=call.retry,
             )
             async with heartbeating():
-                outcome = await perform_tool_step(agent, step, deps=deps, run_id=call.run_id, prompt=call.prompt)
-        return ToolCallResult(key=call.key, describe=call.describe, outcome=outcome).dump()
+                with attempt_of(call):
+                    outcome = await perform_tool_step(agent, step, deps=deps, run_id=call.run_id, prompt=call.prompt)
+        return ToolCallResult(key=call.key, describe=call.describe, outcome=outcome, attempt=call.attempt).dump()
 
     return [
         activity.defn(name=ta.model_activity_name)(model_request),

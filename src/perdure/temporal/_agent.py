@@ -41,6 +41,7 @@ from .._ops import step_kind
 from ..local import PendingDecision, RunInfo, StepInfo
 from ..messages import ModelMessage
 from ..models import Model, ModelSettings
+from ..observability._spans import accept_run, run_started
 from ..usage import Usage, UsageLimits
 from ._activities import ConversationCache, make_activities
 from ._options import (
@@ -62,6 +63,7 @@ from ._wire import (
 )
 from ._workflow import (
     APPROVE_UPDATE,
+    ENGINE,
     MEMO_AGENT,
     MEMO_FINGERPRINT,
     MEMO_PENDING,
@@ -321,6 +323,7 @@ class TemporalAgent(Generic[DepsT, OutputT]):
         if model is not None and not isinstance(model, str):
             raise UserError("a durable run records its model by name: pass a model string, e.g. 'openai:gpt-4.1'")
         self._model_name(model)  # no model at all: say so now, not in a worker
+        acceptance = accept_run(agent_name=self.name, run_id=run_id, engine=ENGINE)  # the run's trace
         inp = WorkflowInput(
             agent=self.name,
             run_id=run_id,
@@ -331,6 +334,7 @@ class TemporalAgent(Generic[DepsT, OutputT]):
             model=model,
             deps=encode_deps(self.agent, deps),
             fingerprint=self.agent.fingerprint(),
+            trace_context=acceptance.trace_context,
         )
         memo: dict[str, Any] = {MEMO_AGENT: self.name, MEMO_FINGERPRINT: inp.fingerprint}
         if prompt is not None:
@@ -348,6 +352,9 @@ class TemporalAgent(Generic[DepsT, OutputT]):
             )
         except WorkflowAlreadyStartedError:
             await self._describe(client, run_id)  # it must be a run of this agent
+        else:  # accepted: a duplicate submission reports nothing
+            acceptance.commit()
+            run_started(agent_name=self.name, engine=ENGINE)
         return run_id
 
     async def resume(self, run_id: str, *, client: Client | None = None) -> AgentRunResult[OutputT]:

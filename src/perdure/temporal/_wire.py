@@ -56,12 +56,18 @@ class ModelCall(_Wire):
     params: ModelRequestParameters | None = None
     """Sent with a run's first request; later ones name them by ``params_digest``."""
     params_digest: str = ""
+    attempt: int = 1
+    """The run attempt that scheduled this step (telemetry: ``perdure.attempt`` of its span; echoed back)."""
+    trace_context: dict[str, str] | None = None
+    """The W3C carrier of that attempt's ``invoke_agent`` span: the step's span is its child."""
 
 
 class ModelCallResult(_Wire):
     key: str
     describe: str
     response: ModelResponse
+    attempt: int = 1
+    """The call's ``attempt``, echoed: a worker that replays the history learns how many attempts came before."""
 
 
 class ToolCall(_Wire):
@@ -79,12 +85,18 @@ class ToolCall(_Wire):
     retry: int = 0
     prompt: str | None = None
     deps: Any = None
+    attempt: int = 1
+    """The run attempt that scheduled this step (telemetry: ``perdure.attempt`` of its span; echoed back)."""
+    trace_context: dict[str, str] | None = None
+    """The W3C carrier of that attempt's ``invoke_agent`` span: the step's span is its child."""
 
 
 class ToolCallResult(_Wire):
     key: str
     describe: str
     outcome: ToolOutcome
+    attempt: int = 1
+    """The call's ``attempt``, echoed: a worker that replays the history learns how many attempts came before."""
 
 
 class Conversation(_Wire):
@@ -143,6 +155,10 @@ class WorkflowInput(_Wire):
     steps: list[StepRecord] = Field(default_factory=list)
     workflow_run: int = 1
     """1 for the first workflow run of this agent run, +1 for each continue-as-new."""
+    trace_context: dict[str, str] | None = None
+    """The run's trace, recorded when the run was accepted (W3C carrier)."""
+    attempts: int = 0
+    """Telemetry: how many attempts earlier workflow runs of this agent run made."""
 
 
 class RunOutput(_Wire):

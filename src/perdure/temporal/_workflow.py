@@ -8,6 +8,17 @@ continue-as-new when Temporal suggests it, carrying every step result so the new
 it stopped.
 
 Everything here runs in the workflow sandbox with ``perdure`` passed through: no I/O, no clock, no randomness.
+
+Telemetry (``perdure.observability``) is the exception that decides nothing: it reports only what runs live, never
+during a replay (``workflow.unsafe.is_replaying()``). On Temporal a run **attempt** is one worker's live stretch of
+the run's workflow code: from the first step it schedules live (a new workflow, or a worker that picked the run up
+after replaying its history: the previous worker died, or evicted it from its cache) to the run's end, a wait for a
+human, a continue-as-new, or the workflow leaving the worker (``interrupted``). Each attempt is an ``invoke_agent``
+span, a child of the trace context recorded when the run was accepted (carried in the workflow input). Activities
+get the attempt's number and span with their input, so the ``chat``/``execute_tool`` span of a step is a child of
+the attempt that scheduled it, wherever it executes; an activity Temporal runs again (its worker died, or a
+transient error) keeps that attempt and says its own try in ``perdure.retry.attempt``. Results echo the attempt
+number, so a worker replaying the history learns how many attempts came before its own.
 """
 
 from __future__ import annotations
@@ -37,6 +48,14 @@ from .._exceptions import (
 from .._loop import AgentLoop, AgentRunResult, RunInput, drive
 from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep
 from ..messages import ModelResponse
+from ..observability._spans import (
+    RunAttempt,
+    RunStatus,
+    approval_wait_ended,
+    approval_wait_started,
+    current_trace_context,
+    start_attempt,
+)
 from ._options import activity_kwargs
 from ._wire import (
     EMPTY_DIGEST,
@@ -72,6 +91,8 @@ MEMO_PROMPT = "perdure.prompt"
 MEMO_PENDING = "perdure.pending"
 
 _RUNS_ATTR = "_perdure_runs"
+
+ENGINE = "temporal"
 
 
 class ContinueAsNew(Exception):
@@ -191,6 +212,12 @@ class AgentRunInWorkflow:
         self._params_obj: object = None
         self._params_digest = ""
         self._activity_prefix = "" if self.run_id == workflow.info().workflow_id else f"{self.run_id}/"
+        # Telemetry: never workflow state (nothing here decides a command; it differs between live and replay).
+        self._trace_context = inp.trace_context or current_trace_context() or _derived_trace_context(self.run_id)
+        self._attempts = inp.attempts  # known so far: carried, echoed by recorded results, or started here
+        self._obs: RunAttempt | None = None  # this worker's live attempt
+        self._obs_carrier: dict[str, str] | None = None
+        self._replayed = 0  # steps replayed since the last attempt started
         if self.run_id in runs.runs:
             raise ApplicationError(
                 f"agent run {self.run_id!r} already exists in this workflow; pass another run_id",
@@ -202,6 +229,15 @@ class AgentRunInWorkflow:
     # --- the run ----------------------------------------------------------------------------------------
 
     async def run(self) -> AgentRunResult[Any]:
+        try:
+            result = await self._run()
+        except BaseException as e:
+            self._attempt_ended(e)
+            raise
+        self._attempt_ended(None, result)
+        return result
+
+    async def _run(self) -> AgentRunResult[Any]:
         run_input = RunInput(
             prompt=self.inp.prompt,
             run_id=self.run_id,
@@ -239,11 +275,16 @@ class AgentRunInWorkflow:
     async def execute(self, step: Step) -> StepResult:
         carried = self.carried.pop(step.key, None)
         if carried is not None:
+            self._replayed += 1
             return self._replay(step, carried)
         self._check_divergence(step)
         if self.builtin and self.executed_here > 0 and self._continue_as_new_due():
             raise ContinueAsNew
         self.executed_here += 1
+        if workflow.unsafe.is_replaying():
+            self._replayed += 1
+        elif not isinstance(step, WaitStep):
+            self._attempt().executed_steps += 1
         if isinstance(step, ModelStep):
             result: StepResult = await self._model(step)
         elif isinstance(step, ToolStep):
@@ -293,6 +334,8 @@ class AgentRunInWorkflow:
                 "decisions": dict(self.decisions),
                 "steps": list(self.steps),
                 "workflow_run": self.inp.workflow_run + 1,
+                "trace_context": self._trace_context,
+                "attempts": self._attempts,
             }
         )
 
@@ -318,6 +361,8 @@ class AgentRunInWorkflow:
             new_messages=new,
             params=step.params if self._params_digest != self.params_sent else None,
             params_digest=self._params_digest,
+            attempt=self._attempts,
+            trace_context=self._obs_carrier,
         )
         self.sent_count, self.digest, self.params_sent = len(step.messages), digest, self._params_digest
         return call
@@ -332,6 +377,7 @@ class AgentRunInWorkflow:
             self.current_model = None
         result = ModelCallResult.model_validate(raw)
         self._check_echo(step, result.key, result.describe)
+        self._attempts = max(self._attempts, result.attempt)
         self._finish(record, result.response.usage.input_tokens, result.response.usage.output_tokens)
         return result.response
 
@@ -349,18 +395,21 @@ class AgentRunInWorkflow:
             retry=step.retry,
             prompt=self.inp.prompt,
             deps=self.inp.deps,
+            attempt=self._attempts,
+            trace_context=self._obs_carrier,
         )
         record = self._start(step)
         raw = await self._activity(self.ta.tool_activity_name, call.dump(), step, self.ta._tool_options(step.tool_name))
         result = ToolCallResult.model_validate(raw)
         self._check_echo(step, result.key, result.describe)
+        self._attempts = max(self._attempts, result.attempt)
         self._finish(record)
         return result.outcome
 
     async def _wait(self, step: WaitStep) -> StepResult:
         call_id = step.tool_call_id
         record = self._start(step, status="waiting")
-        self.pending[call_id] = PendingRecord(
+        pending = self.pending[call_id] = PendingRecord(
             run_id=self.run_id,
             tool_call_id=call_id,
             tool_name=step.tool_name,
@@ -371,16 +420,87 @@ class AgentRunInWorkflow:
         )
         self.status = "waiting"
         self.runs.publish_pending()
+        if not workflow.unsafe.is_replaying():
+            # The run now waits server-side, holding no worker: this attempt ends, as on the other engines.
+            self._end_attempt("waiting")
+            approval_wait_started(agent_name=self.agent.name, engine=ENGINE)
+        waited_in = max(self._attempts, 1)
         try:
             await workflow.wait_condition(lambda: call_id in self.decisions)
         finally:
             del self.pending[call_id]  # decided, or the run was cancelled while it waited
+            if not workflow.unsafe.is_replaying():
+                self._wait_ended(step, pending, waited_in)
         decision = self.decisions.pop(call_id)
         if not self.pending:
             self.status = "running"
         self.runs.publish_pending()
         self._finish(record)
         return decision
+
+    def _wait_ended(self, step: WaitStep, pending: PendingRecord, attempt: int) -> None:
+        """The wait's span, reported live by the worker that applies the decision (or the cancellation)."""
+        decision = self.decisions.get(step.tool_call_id)
+        approval_wait_ended(
+            agent_name=self.agent.name,
+            run_id=self.run_id,
+            engine=ENGINE,
+            attempt=attempt,
+            tool_name=step.tool_name,
+            tool_call_id=step.tool_call_id,
+            reason=step.reason,
+            outcome="cancelled" if decision is None else "approved" if decision.approved else "denied",
+            started_at=pending.since,
+            trace_context=self._trace_context,
+            args=step.args,
+            note=decision.note if decision is not None else None,
+        )
+
+    # --- telemetry ------------------------------------------------------------------------------------------
+
+    def _attempt(self) -> RunAttempt:
+        """This worker's live attempt at the run, started by the first step it schedules live."""
+        obs = self._obs
+        if obs is None:
+            self._attempts += 1
+            obs = self._obs = start_attempt(
+                self.agent,
+                run_id=self.run_id,
+                engine=ENGINE,
+                attempt=self._attempts,
+                trace_context=self._trace_context,
+                model=self.model_name,
+                prompt=self.inp.prompt,
+                new_run=not self.builtin and self._attempts == 1,  # a run in your workflow: accepted right here
+            )
+            obs.replayed_steps, self._replayed = self._replayed, 0
+            self._obs_carrier = obs.trace_context
+        return obs
+
+    def _end_attempt(self, status: RunStatus, error: BaseException | None = None) -> None:
+        obs, self._obs, self._obs_carrier = self._obs, None, None
+        if obs is not None:
+            obs.replayed_steps += self._replayed
+            self._replayed = 0
+            obs.end(status, error)
+
+    def _attempt_ended(self, error: BaseException | None, result: AgentRunResult[Any] | None = None) -> None:
+        """The run's code stopped in this worker: it ended, continued as new, or left the worker."""
+        if workflow.unsafe.is_replaying():
+            # Evicted from this worker (Temporal cancels its tasks "in replay"), or a replay of a run that ended:
+            # no new fact about the run; an attempt this worker had going ends without ending the run.
+            self._end_attempt("interrupted")
+            return
+        if self.status in ("completed", "failed", "cancelled"):
+            obs = self._attempt()  # a worker may pick the run up only to end it (its last result, a cancel)
+            if result is not None:
+                obs.set_result(result)
+            status: RunStatus = "completed" if self.status == "completed" else "failed"
+            if self.status == "cancelled":
+                status = "cancelled"
+            self._end_attempt(status, error)
+        else:
+            self._end_attempt("interrupted")  # continue-as-new, or the SDK's own control flow
 
     async def _activity(self, name: str, payload: dict[str, Any], step: Step, options: Any) -> dict[str, Any]:
         try:
@@ -511,6 +631,14 @@ class AgentWorkflowBase:
 
 
 _counter = itertools.count(1)
+
+
+def _derived_trace_context(run_id: str) -> dict[str, str]:
+    """The trace of a run that recorded none (accepted without tracing configured, or run inside a workflow that
+    is not traced): derived from its ids, the same in every worker, so its attempts still share one trace."""
+    info = workflow.info()
+    digest = hashlib.sha256(f"{info.workflow_id}\0{info.first_execution_run_id}\0{run_id}".encode()).hexdigest()
+    return {"traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
 
 
 def make_workflow_class(temporal_agent: TemporalAgent[Any, Any]) -> type:
