@@ -16,7 +16,16 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.flows import flow
 
-from perdure import Agent, AgentRunError, RunCancelled, RunContext, RunWaiting, ToolError, UserError
+from perdure import (
+    Agent,
+    AgentRunError,
+    RunCancelled,
+    RunContext,
+    RunInProgress,
+    RunWaiting,
+    ToolError,
+    UserError,
+)
 from perdure.messages import ModelMessage, ModelResponse
 from perdure.models.function import AgentInfo, FunctionModel
 from perdure.prefect import PrefectAgent, TaskConfig
@@ -311,6 +320,49 @@ def test_an_interrupted_at_most_once_call_waits_for_a_human_when_asked_to(name: 
     result = prefect_agent.resume_sync("amo-1")
     assert result.output == "done: transfer=A human confirmed that this call did happen."
     assert counted.calls == []  # never run again
+
+
+def test_a_run_executing_now_is_never_executed_twice(name: str, results: Path) -> None:
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(ctx: RunContext[Any], amount: int) -> str:
+        holding.set()
+        await release.wait()
+        return "held"
+
+    counted = Counted(name, one_tool_then_text("hold"))
+    counted.tool("hold", hold)
+    prefect_agent = PrefectAgent(counted.agent, task_config=TaskConfig(result_storage=results))
+
+    async def main() -> str:
+        first = asyncio.create_task(prefect_agent.run("hold", run_id="busy-1"))
+        await asyncio.wait_for(holding.wait(), 30)
+        with pytest.raises(RunInProgress):
+            await prefect_agent.run("hold", run_id="busy-1")
+        with pytest.raises(RunInProgress):
+            await prefect_agent.resume("busy-1")
+        release.set()
+        return str((await first).output)
+
+    assert asyncio.run(main()) == "done: hold=held"
+    assert counted.count("hold") == 1
+
+
+def test_serve_executes_started_runs(name: str, results: Path) -> None:
+    counted = agent_with_tool(name)
+    prefect_agent = PrefectAgent(counted.agent, task_config=TaskConfig(result_storage=results), poll_interval=0.1)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(prefect_agent.serve(stop=stop))
+        await prefect_agent.start("charge 42", run_id="served-1")
+        while (await prefect_agent.get_run("served-1")).status != "completed":  # noqa: ASYNC110 - polls the server
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(worker, 10)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert counted.requests == [1, 2]
 
 
 def test_deps_reach_the_tools_of_every_execution(name: str, results: Path) -> None:
