@@ -172,6 +172,19 @@ async def _client() -> AsyncIterator[Any]:
         yield context.client
 
 
+def _step_info(
+    key: str, status: str, record: Mapping[str, Any] | None, started: float, finished: float | None
+) -> StepInfo:
+    kind = step_kind(key)
+    tokens = (0, 0)
+    if record is not None and kind == "model":
+        usage = record["result"].get("usage") or {}
+        tokens = (int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
+    attempt = int(record.get("attempt", 1)) if record else 0
+    describe = str(record.get("describe", "")) if record else ""
+    return StepInfo(key, kind, status, attempt, started, finished, tokens[0], tokens[1], describe)
+
+
 def _timestamp(value: Any) -> float | None:
     return None if value is None else float(value.timestamp())
 
@@ -437,12 +450,14 @@ class PrefectAgent(Generic[DepsT, OutputT]):
             model_name=model,
         )
         nonce = uuid4().hex
+        # Its accept_run span is reported only if the run is new (a duplicate submission reports nothing).
+        acceptance = telemetry.accept_run(agent_name=self.agent.name, run_id=run_id, engine=ENGINE)
         context: dict[str, Any] = {
             "agent": self.name,
             "fingerprint": self.agent.fingerprint(),
             "nonce": nonce,
             # Every attempt, in any process, continues the trace the run was accepted in.
-            "trace_context": telemetry.accept_trace_context(agent_name=self.agent.name, run_id=run_id, engine=ENGINE),
+            "trace_context": acceptance.trace_context,
         }
         parent = FlowRunContext.get()
         tags = [names.TAG]
@@ -459,6 +474,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         )
         created = (flow_run.context or {}).get("perdure", {}).get("nonce") == nonce
         if created:
+            acceptance.commit()
             telemetry.run_started(agent_name=self.agent.name, engine=ENGINE)
         return flow_run, created
 
@@ -915,27 +931,19 @@ class PrefectAgent(Generic[DepsT, OutputT]):
                 chosen[task_run.name] = task_run
         steps: list[StepInfo] = []
         for key, task_run in chosen.items():
-            kind = step_kind(key)
-            state = task_run.state_type
-            status = {StateType.COMPLETED: "done", StateType.RUNNING: "started"}.get(state, "failed")
-            describe, tokens = "", (0, 0)
+            status = {StateType.COMPLETED: "done", StateType.RUNNING: "started"}.get(task_run.state_type, "failed")
             record = await self._read_record(run_id, key) if status == "done" else None
-            if record is not None:
-                describe = str(record.get("describe", ""))
-                if kind == "model":
-                    usage = record["result"].get("usage") or {}
-                    tokens = (int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
-            steps.append(
-                StepInfo(
-                    key,
-                    kind,
-                    status,
-                    max(1, task_run.flow_run_run_count),
-                    _timestamp(task_run.start_time) or _timestamp(task_run.expected_start_time) or 0.0,
-                    _timestamp(task_run.end_time),
-                    tokens[0],
-                    tokens[1],
-                    describe,
-                )
-            )
-        return steps
+            started = _timestamp(task_run.start_time) or _timestamp(task_run.expected_start_time) or 0.0
+            steps.append(_step_info(key, status, record, started, _timestamp(task_run.end_time)))
+        # Waits are no tasks: the suspensions' run inputs name them, their records hold the decisions.
+        suffix = names.pending_input("")
+        for item in await client.filter_flow_run_input(
+            flow_run.id, key_prefix="perdure-", limit=200, exclude_keys=set()
+        ):
+            if not item.key.endswith(suffix):
+                continue
+            for call in json.loads(item.value):
+                record = await self._read_record(run_id, call["key"])
+                finished = record.get("finished_at") if record else None
+                steps.append(_step_info(call["key"], "done" if record else "waiting", record, call["since"], finished))
+        return sorted(steps, key=lambda s: s.started_at)
