@@ -194,10 +194,15 @@ def test_get_run_and_list_runs(name: str, results: Path) -> None:
         ("turn/2/model", "model", "done"),
     ]
     assert info.steps[1].describe == "a call of tool 'charge'"
+    assert {s.attempt for s in info.steps} == {1}
     assert info.steps[0].input_tokens > 0
 
-    info = prefect_agent.get_run_sync("waiting-1")
+    info = _eventually(lambda: prefect_agent.get_run_sync("waiting-1"), lambda i: len(i.steps) == 2)
     assert info.status == "waiting"
+    assert [(s.key, s.status, s.attempt) for s in info.steps] == [
+        ("turn/1/model", "done", 1),
+        ("turn/1/approval/r1", "waiting", 0),
+    ]
     assert [(p.tool_name, p.tool_call_id, p.args) for p in info.pending] == [("refund", "r1", {"amount": 5})]
 
     assert [i.run_id for i in prefect_agent.list_runs_sync()] == ["waiting-1", "done-1"]

@@ -20,6 +20,7 @@ def test_persisted_names_are_pinned() -> None:
     assert names.MODEL_TASK == "model request"
     assert names.tool_task("refund") == "tool call: refund"
     assert names.OUTCOME_INPUT == "perdure-outcome"
+    assert names.INPUT_PREFIX == "perdure-"
     assert names.step_cache_key("refund-42", "turn/1/model") == (
         "perdure/bc19a4cf9d5782601e90bdf33b1d6a59/ca44f1777741249c333305e2f0103cf8"
     )

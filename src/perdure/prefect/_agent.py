@@ -938,7 +938,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         # Waits are no tasks: the suspensions' run inputs name them, their records hold the decisions.
         suffix = names.pending_input("")
         for item in await client.filter_flow_run_input(
-            flow_run.id, key_prefix="perdure-", limit=200, exclude_keys=set()
+            flow_run.id, key_prefix=names.INPUT_PREFIX, limit=200, exclude_keys=set()
         ):
             if not item.key.endswith(suffix):
                 continue

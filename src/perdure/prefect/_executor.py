@@ -109,7 +109,7 @@ async def tool_call(step_key: str, call: Call) -> dict[str, Any]:
     return await call.executor.perform(call.step)
 
 
-def record_of(step: Step, result: StepResult, started: float) -> dict[str, Any]:
+def record_of(step: Step, result: StepResult, started: float, attempt: int) -> dict[str, Any]:
     """What a step's task persists: its tagged result and what the step was (checked on replay)."""
     return {
         "v": RECORD_VERSION,
@@ -117,6 +117,7 @@ def record_of(step: Step, result: StepResult, started: float) -> dict[str, Any]:
         "kind": step.kind,
         "describe": step.describe(),
         "result": result.model_dump(mode="json"),
+        "attempt": attempt,
         "started_at": started,
         "finished_at": time.time(),
     }
@@ -172,6 +173,7 @@ class Executor:
         prompt: str | None,
         *,
         fresh: bool,
+        attempt: int = 1,
     ) -> None:
         self.pa = prefect_agent
         self.run_id = run_id
@@ -181,6 +183,7 @@ class Executor:
         self.deps = deps
         self.prompt = prompt
         self.fresh = fresh  # created by this call: nothing can be recorded ahead of the loop
+        self.attempt = attempt
         self.cancelled = False
         self.executed: set[str] = set()
         self.replayed = 0
@@ -241,7 +244,7 @@ class Executor:
         else:
             assert isinstance(step, ToolStep)
             result = await self._tool(step)
-        return record_of(step, result, started)
+        return record_of(step, result, started, self.attempt)
 
     async def _before_executing(self, step: Step) -> None:
         """A step boundary: stop if the run was cancelled; refuse to run a step of a path the run left."""
@@ -340,7 +343,9 @@ class Executor:
         answer = await asuspend_flow_run(wait_for_input=approval_input(undecided), key=pause, timeout=None)
         for i, step in enumerate(undecided):
             decision = Decision.model_validate(getattr(answer, f"call_{i}"), from_attributes=True)
-            await store.awrite(obj=record_of(step, decision, started), key=names.step_cache_key(self.run_id, step.key))
+            await store.awrite(
+                obj=record_of(step, decision, started, self.attempt), key=names.step_cache_key(self.run_id, step.key)
+            )
             decided[step.key] = decision
         return decided
 

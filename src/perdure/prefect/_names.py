@@ -13,6 +13,7 @@ import hashlib
 
 __all__ = [
     "DEPLOYMENT",
+    "INPUT_PREFIX",
     "MODEL_TASK",
     "OUTCOME_INPUT",
     "TAG",
@@ -28,8 +29,10 @@ DEPLOYMENT = "perdure"
 """Every agent's flow gets one deployment of this name: Prefect suspends only flow runs of a deployment."""
 
 TAG = "perdure"
+INPUT_PREFIX = "perdure-"
+"""Every flow run input perdure writes starts with it (Prefect allows lowercase letters, digits and dashes)."""
 MODEL_TASK = "model request"
-OUTCOME_INPUT = "perdure-outcome"
+OUTCOME_INPUT = f"{INPUT_PREFIX}outcome"
 """Flow run input holding how a run ended: status, output, usage, error."""
 
 
@@ -59,7 +62,7 @@ def pause_key(step_key: str) -> str:
 
     Prefect allows lowercase letters, digits and dashes in run input keys, which it builds from this.
     """
-    return f"perdure-{_digest(step_key, 24)}"
+    return f"{INPUT_PREFIX}{_digest(step_key, 24)}"
 
 
 def pending_input(pause: str) -> str:
