@@ -208,7 +208,9 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         task_config: Prefect options for every step's task (retries, timeouts, result storage).
         model_task_config: options for model requests, over ``task_config``.
         tool_task_config: options per tool name, over ``task_config``.
-        poll_interval: how often an executing run checks for a cancellation (besides every step boundary).
+        poll_interval: how soon an executing run notices a cancellation: its process polls the server this
+            often (abandoning an in-flight model request), and a step boundary reads the run's state itself when
+            its last read is older than this.
     """
 
     def __init__(

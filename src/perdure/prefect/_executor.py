@@ -185,6 +185,7 @@ class Executor:
         self.fresh = fresh  # created by this call: nothing can be recorded ahead of the loop
         self.attempt = attempt
         self.cancelled = False
+        self._state_read = time.monotonic()  # the flow run was claimed (read and set) just before this
         self.executed: set[str] = set()
         self.replayed = 0
         self.pending: list[dict[str, Any]] = []
@@ -247,11 +248,20 @@ class Executor:
         return record_of(step, result, started, self.attempt)
 
     async def _before_executing(self, step: Step) -> None:
-        """A step boundary: stop if the run was cancelled; refuse to run a step of a path the run left."""
-        flow_run = await self.client.read_flow_run(self.flow_run_id)
-        if flow_run.state is not None and flow_run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
-            self.cancelled = True
+        """A step boundary: stop if the run was cancelled; refuse to run a step of a path the run left.
+
+        The watcher notices a cancellation within ``poll_interval``; a boundary reads the run's state itself when
+        its last read is older than that (after a long step, say), so steps that follow each other quickly cost
+        no request each, and a step that ran long is never followed by another once the run is cancelled.
+        """
+        if self.cancelled:
             raise self._cancelled_error()
+        if time.monotonic() - self._state_read >= self.pa.poll_interval:
+            self._state_read = time.monotonic()
+            flow_run = await self.client.read_flow_run(self.flow_run_id)
+            if flow_run.state is not None and flow_run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
+                self.cancelled = True
+                raise self._cancelled_error()
         if self.fresh:
             return
         # A new step at turn T while turn T+1 is recorded: the loop no longer takes the recorded path.
