@@ -171,11 +171,312 @@ class _DBOSBackend(_Backend):
         self.admin.approve(self.url, run_id, call_id, approved, note)
 
 
+class _TemporalBackend(_Backend):
+    """Runs of ``TemporalAgent``s on a Temporal namespace, through a client alone: no agent code, no worker.
+
+    ``runs show`` asks the run's workflow for its steps (a query, answered by a worker of the agent); with no
+    worker it shows what the server alone knows. ``approve`` is a workflow update: a worker applies it.
+    """
+
+    APPROVE_TIMEOUT = 30.0
+
+    def __init__(self, address: str, namespace: str) -> None:
+        try:
+            from .temporal import _agent as admin
+        except ImportError as e:
+            raise UserError(f'--temporal needs the temporal extra: pip install "perdure[temporal]" ({e})') from e
+        self.admin = admin
+        self.address = address
+        self.namespace = namespace
+        self.where = f"Temporal {address} (namespace {namespace})"
+
+    def _call(self, fn: Any) -> Any:
+        from temporalio.client import Client
+
+        global _EXIT_HARD
+        _EXIT_HARD = True
+
+        async def go() -> Any:
+            try:
+                client = await Client.connect(self.address, namespace=self.namespace)
+            except Exception as e:
+                raise UserError(f"cannot reach Temporal at {self.address}: {e}") from e
+            return await fn(client)
+
+        return asyncio.run(go())
+
+    def _workflow_name(self, agent: str | None) -> str | None:
+        return None if agent is None else f"{self.admin.WORKFLOW_PREFIX}{agent}"
+
+    def runs(self, status: str | None, agent: str | None, limit: int) -> list[Any]:
+        if status == "pending":
+            return []  # a started workflow is running: Temporal has no pending runs
+        return self._call(  # type: ignore[no-any-return]
+            lambda c: self.admin.list_run_infos(c, status=status, limit=limit, workflow_name=self._workflow_name(agent))
+        )
+
+    def stuck(self, seconds: float, agent: str | None) -> list[Any]:
+        return self._call(  # type: ignore[no-any-return]
+            lambda c: self.admin.stuck_run_infos(c, seconds, workflow_name=self._workflow_name(agent))
+        )
+
+    def show(self, run_id: str) -> Any:
+        return self._call(lambda c: self.admin.run_info(c, run_id, deadlines=self.admin.CLI_QUERY_DEADLINES))
+
+    def cancel(self, run_id: str) -> None:
+        self._call(lambda c: self.admin.cancel_run(c, run_id))
+
+    def approve(self, run_id: str, call_id: str, approved: bool, note: str | None) -> None:
+        self._call(
+            lambda c: self.admin.approve_run(
+                c, run_id, call_id, approved=approved, note=note, timeout=self.APPROVE_TIMEOUT
+            )
+        )
+
+
+class _PrefectBackend(_Backend):
+    """Runs of ``PrefectAgent``s on a Prefect server, read through Prefect's API alone (list and show).
+
+    Read-only: deciding on a call resumes the suspended flow run with every decision as its run input, and
+    cancelling depends on whether a live process executes the run; that logic is the adapter's, which needs the
+    agent. Use ``PrefectAgent.approve``/``cancel`` (or Prefect's UI) for those. Step descriptions and token
+    counts live in the agent's result storage, which the CLI does not know: steps show their keys and times.
+    """
+
+    def __init__(self, url: str) -> None:
+        # Prefect reads its settings when it is imported: point it at the server first.
+        os.environ["PREFECT_API_URL"] = url
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        try:
+            from .prefect import _agent as adapter
+        except ImportError as e:
+            raise UserError(f'--prefect needs the prefect extra: pip install "perdure[prefect]" ({e})') from e
+        self.adapter = adapter
+        self.url = url
+        self.where = f"Prefect {url}"
+
+    def _call(self, fn: Any) -> Any:
+        from prefect.client.orchestration import get_client
+
+        async def go() -> Any:
+            async with get_client() as client:
+                return await fn(client)
+
+        return asyncio.run(go())
+
+    async def _flow_runs(self, client: Any, *, run_id: str | None, states: list[Any] | None, limit: int) -> list[Any]:
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterName,
+            FlowRunFilter,
+            FlowRunFilterIdempotencyKey,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+            FlowRunFilterTags,
+        )
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        from .prefect import _names as names
+
+        flow_runs: list[Any] = []
+        while len(flow_runs) < limit:  # the API pages at 200
+            page = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[names.TAG]),
+                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[run_id]) if run_id is not None else None,
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)) if states else None,
+                ),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[names.DEPLOYMENT])),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=min(200, limit - len(flow_runs)),
+                offset=len(flow_runs),
+            )
+            flow_runs.extend(page)
+            if len(page) < 200:
+                break
+        return [fr for fr in flow_runs if fr.idempotency_key]
+
+    async def _input(self, client: Any, flow_run: Any, key: str) -> Any:
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            return json.loads(await client.read_flow_run_input(flow_run.id, key=key))
+        except ObjectNotFound:
+            return None
+
+    async def _pending(self, client: Any, flow_run: Any) -> list[Any]:
+        """The calls a suspended run waits for that nobody has decided yet (run inputs the adapter writes)."""
+        from prefect.client.schemas.objects import StateType
+
+        from .local import PendingDecision
+        from .prefect import _names as names
+
+        state = flow_run.state
+        if state is None or state.type != StateType.PAUSED or not state.state_details.pause_key:
+            return []
+        pause = state.state_details.pause_key
+        calls = await self._input(client, flow_run, names.pending_input(pause)) or []
+        decided: set[int] = set()
+        if len(calls) > 1:
+            prefix = names.decision_input(pause, 0)[:-1]
+            items = await client.filter_flow_run_input(
+                flow_run.id, key_prefix=prefix, limit=len(calls) + 1, exclude_keys=set()
+            )
+            decided = {int(item.key[len(prefix) :]) for item in items}
+        run_id = str(flow_run.idempotency_key)
+        return [
+            PendingDecision(run_id, c["tool_call_id"], c["tool_name"], c["args"], c["reason"], c["key"], c["since"])
+            for i, c in enumerate(calls)
+            if i not in decided
+        ]
+
+    async def _steps(self, client: Any, flow_run: Any) -> list[Any]:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.sorting import TaskRunSort
+
+        from ._ops import step_kind
+        from .local import StepInfo
+
+        task_runs: list[Any] = []
+        while True:
+            page = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+                limit=200,
+                offset=len(task_runs),
+            )
+            task_runs.extend(page)
+            if len(page) < 200:
+                break
+        chosen: dict[str, Any] = {}
+        for task_run in task_runs:  # an executed step wins over its later cache hits
+            earlier = chosen.get(task_run.name)
+            if earlier is None or (earlier.state_name == "Cached" and task_run.state_name != "Cached"):
+                chosen[task_run.name] = task_run
+        stamp = self.adapter._timestamp
+        return [
+            StepInfo(
+                key,
+                step_kind(key),
+                {StateType.COMPLETED: "done", StateType.RUNNING: "started"}.get(t.state_type, "failed"),
+                max(1, t.flow_run_run_count),
+                stamp(t.start_time) or stamp(t.expected_start_time) or 0.0,
+                stamp(t.end_time),
+                0,
+                0,
+                "",
+            )
+            for key, t in chosen.items()
+        ]
+
+    async def _info(self, client: Any, flow_run: Any, *, with_steps: bool) -> Any:
+        from .local import RunInfo
+        from .prefect import _names as names
+        from .usage import Usage
+
+        status = self.adapter._status(flow_run)
+        outcome = (
+            await self._input(client, flow_run, names.OUTCOME_INPUT)
+            if status in ("completed", "failed", "cancelled")
+            else None
+        ) or {}
+        context = (flow_run.context or {}).get("perdure", {})
+        stamp = self.adapter._timestamp
+        return RunInfo(
+            run_id=str(flow_run.idempotency_key),
+            agent=str(context.get("agent", "")),
+            status=status,
+            prompt=(flow_run.parameters or {}).get("prompt"),
+            attempts=flow_run.run_count,
+            created_at=stamp(flow_run.created) or 0.0,
+            updated_at=max(stamp(flow_run.updated) or 0.0, stamp(getattr(flow_run.state, "timestamp", None)) or 0.0),
+            finished_at=stamp(flow_run.end_time) if status in ("completed", "failed", "cancelled") else None,
+            owner=self.adapter._owner(flow_run) if status == "running" else None,
+            lease_expires=None,
+            fingerprint=str(context.get("fingerprint", "")),
+            usage=Usage(**outcome["usage"]) if outcome.get("usage") else Usage(),
+            output=outcome.get("output"),
+            error=outcome.get("error"),
+            steps=await self._steps(client, flow_run) if with_steps else [],
+            pending=await self._pending(client, flow_run),
+            trace_context=context.get("trace_context"),
+        )
+
+    def runs(self, status: str | None, agent: str | None, limit: int) -> list[Any]:
+        states = self.adapter._STATE_TYPES.get(status) if status else None
+
+        async def go(client: Any) -> list[Any]:
+            flow_runs = await self._flow_runs(client, run_id=None, states=states, limit=limit)
+            infos = [await self._info(client, fr, with_steps=False) for fr in flow_runs]
+            return [i for i in infos if (status is None or i.status == status) and (agent is None or i.agent == agent)]
+
+        return self._call(go)  # type: ignore[no-any-return]
+
+    def stuck(self, seconds: float, agent: str | None) -> list[Any]:
+        """Executing runs whose process is gone (on this machine), or with no step started or finished (and no
+        state change) for ``seconds``; and scheduled runs nobody picked up for that long."""
+        import dataclasses
+
+        cutoff = time.time() - seconds
+        kinds = [*self.adapter._STATE_TYPES["running"], *self.adapter._STATE_TYPES["pending"]]
+
+        async def go(client: Any) -> list[Any]:
+            out = []
+            for flow_run in await self._flow_runs(client, run_id=None, states=kinds, limit=10_000):
+                info = await self._info(client, flow_run, with_steps=True)
+                if agent is not None and info.agent != agent:
+                    continue
+                marks = [m for s in info.steps for m in (s.started_at, s.finished_at) if m is not None]
+                last = max([*marks, info.updated_at])
+                if self.adapter._orphaned(flow_run) or last < cutoff:
+                    out.append(dataclasses.replace(info, updated_at=last))
+            return out
+
+        return self._call(go)  # type: ignore[no-any-return]
+
+    def show(self, run_id: str) -> Any:
+        async def go(client: Any) -> Any:
+            flow_runs = await self._flow_runs(client, run_id=run_id, states=None, limit=1)
+            if not flow_runs:
+                raise UserError(f"no run {run_id!r} on the Prefect server {self.url}")
+            return await self._info(client, flow_runs[0], with_steps=True)
+
+        return self._call(go)
+
+    def cancel(self, run_id: str) -> None:
+        raise UserError(
+            "perdure runs cancel does not operate Prefect runs (only list and show them): cancel with "
+            "PrefectAgent.cancel(run_id) in your application, or in Prefect's UI"
+        )
+
+    def approve(self, run_id: str, call_id: str, approved: bool, note: str | None) -> None:
+        raise UserError(
+            "perdure approve does not operate Prefect runs (only list and show them): decide with "
+            "PrefectAgent.approve(run_id, call_id) in your application, or in the suspended flow run's form in "
+            "Prefect's UI"
+        )
+
+
 def _backend(args: argparse.Namespace) -> _Backend:
+    chosen = [
+        name
+        for name, value in (
+            ("--journal", getattr(args, "journal_given", False)),
+            ("--dbos", getattr(args, "dbos", None)),
+            ("--temporal", getattr(args, "temporal", None)),
+            ("--prefect", getattr(args, "prefect", None)),
+        )
+        if value
+    ]
+    if len(chosen) > 1:
+        raise UserError(f"give one of {', '.join(chosen)}, not several")
     if getattr(args, "dbos", None):
-        if getattr(args, "journal_given", False):
-            raise UserError("give either --journal or --dbos, not both")
         return _DBOSBackend(args.dbos)
+    if getattr(args, "temporal", None):
+        return _TemporalBackend(args.temporal, args.namespace)
+    if getattr(args, "prefect", None):
+        return _PrefectBackend(args.prefect)
     return _LocalBackend(args.journal)
 
 
@@ -286,11 +587,12 @@ def _resume(args: argparse.Namespace) -> int:
 def _approve(args: argparse.Namespace) -> int:
     backend = _backend(args)
     backend.approve(args.run_id, args.call_id, not args.deny, args.note)
-    then = (
-        "the run continues in a process with DBOS launched"
-        if isinstance(backend, _DBOSBackend)
-        else "a worker or `perdure runs resume` continues the run"
-    )
+    if isinstance(backend, _DBOSBackend):
+        then = "the run continues in a process with DBOS launched"
+    elif isinstance(backend, _TemporalBackend):
+        then = "the run's workflow continues on its workers"
+    else:
+        then = "a worker or `perdure runs resume` continues the run"
     print(f"run {args.run_id}: call {args.call_id} {'denied' if args.deny else 'approved'}; {then}")
     return 0
 
@@ -339,6 +641,25 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("PERDURE_DBOS_URL"),
             help="operate DBOSAgent runs in this DBOS system database (postgresql://... or sqlite:///...) "
             "instead of a journal (default: $PERDURE_DBOS_URL)",
+        )
+        p.add_argument(
+            "--temporal",
+            metavar="ADDRESS",
+            default=os.environ.get("PERDURE_TEMPORAL_ADDRESS"),
+            help="operate TemporalAgent runs on this Temporal server, e.g. localhost:7233 "
+            "(default: $PERDURE_TEMPORAL_ADDRESS)",
+        )
+        p.add_argument(
+            "--namespace",
+            default=os.environ.get("PERDURE_TEMPORAL_NAMESPACE", "default"),
+            help="the Temporal namespace (default: $PERDURE_TEMPORAL_NAMESPACE or default)",
+        )
+        p.add_argument(
+            "--prefect",
+            metavar="URL",
+            default=os.environ.get("PERDURE_PREFECT_URL"),
+            help="list and show PrefectAgent runs on this Prefect server's API, e.g. http://127.0.0.1:4200/api "
+            "(default: $PERDURE_PREFECT_URL)",
         )
 
     demo = sub.add_parser("demo", help="crash a run with SIGKILL mid-tool and recover it in a new process")
@@ -411,9 +732,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+# Set once a command has used a Temporal client: its native runtime's threads can abort the interpreter while it
+# finalizes (temporalio/sdk-python#300), so the command exits without finalizing instead.
+_EXIT_HARD = False
+
+
 def entry() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if _EXIT_HARD:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

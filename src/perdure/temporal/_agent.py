@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
@@ -52,6 +54,7 @@ from ._options import (
     tool_defaults,
 )
 from ._wire import (
+    QUERY_DEADLINES,
     Approval,
     PendingRecord,
     RunOutput,
@@ -441,34 +444,20 @@ class TemporalAgent(Generic[DepsT, OutputT]):
         ``workflow_id`` is only needed for a run inside your own workflow whose run id is not the workflow id.
         """
         client = self._client(client, "approve")
-        handle = client.get_workflow_handle(workflow_id or run_id)
-        approval = Approval(run_id=run_id, tool_call_id=tool_call_id, approved=approved, note=note)
-        try:
-            await handle.execute_update(APPROVE_UPDATE, approval.dump())
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            raise UserError(getattr(cause, "message", None) or str(cause or e)) from None
-        except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:  # no such workflow, or it has finished
-                desc = await self._describe(client, workflow_id or run_id, own=workflow_id is None)
-                status = _STATUS.get(desc.status, "finished")
-                raise UserError(
-                    f"run {run_id!r} has no call {tool_call_id!r} waiting for a decision (status {status})"
-                ) from None
-            raise
+        await approve_run(
+            client,
+            run_id,
+            tool_call_id,
+            approved=approved,
+            note=note,
+            workflow_id=workflow_id,
+            workflow_name=self.workflow_name,
+        )
 
     async def cancel(self, run_id: str, *, client: Client | None = None) -> None:
         """Cancel a run from any process: its workflow is cancelled, an in-flight step abandoned (``cancelled``)."""
         client = self._client(client, "cancel")
-        handle = client.get_workflow_handle(run_id)
-        desc = await self._describe(client, run_id)
-        if desc.status != WorkflowExecutionStatus.RUNNING:
-            return
-        try:
-            await handle.cancel()
-        except RPCError as e:
-            if e.status != RPCStatusCode.NOT_FOUND:  # it finished meanwhile
-                raise
+        await cancel_run(client, run_id, workflow_name=self.workflow_name)
 
     # --- inspection -------------------------------------------------------------------------------------
 
@@ -478,116 +467,14 @@ class TemporalAgent(Generic[DepsT, OutputT]):
         ``workflow_id``: the workflow of a run inside your own workflow (its run id by default).
         """
         client = self._client(client, "get_run")
-        desc = await self._describe(client, workflow_id or run_id, own=workflow_id is None)
-        handle = client.get_workflow_handle(workflow_id or run_id)
-        memo = await desc.memo()
-        try:
-            data: dict[str, Any] | None = await query(handle, STATUS_QUERY, {"run_id": run_id})
-        except Exception:
-            data = None  # no worker answered: what the server alone knows
-        status = _STATUS.get(desc.status, "running")
-        if data is None:
-            pending = [PendingRecord.model_validate(p) for p in memo.get(MEMO_PENDING) or []]
-            if status == "running" and pending:
-                status = "waiting"
-            return RunInfo(
-                run_id=run_id,
-                agent=self.name,
-                status=status,
-                prompt=memo.get(MEMO_PROMPT),
-                attempts=1,
-                created_at=desc.start_time.timestamp(),
-                updated_at=(desc.close_time or desc.start_time).timestamp(),
-                finished_at=desc.close_time.timestamp() if desc.close_time else None,
-                owner=None,
-                lease_expires=None,
-                fingerprint=memo.get(MEMO_FINGERPRINT, ""),
-                usage=Usage(),
-                pending=[_pending(p) for p in pending if p.run_id == run_id],
-            )
-        if not (status in ("failed", "cancelled") and data["status"] in ("running", "waiting")):
-            status = data["status"]  # the workflow may also have been terminated, or timed out
-        steps = [StepRecord.model_validate(s) for s in data["steps"]]
-        error = data.get("error")
-        if status == "cancelled":
-            error = {"type": "RunCancelled", "message": f"run {run_id!r} was cancelled"}
-        elif status == "failed" and error is None:
-            error = {"type": "AgentRunError", "message": f"run {run_id!r} ended {desc.status.name.lower()}"}
-        times = [s.finished_at or s.started_at for s in steps]
-        return RunInfo(
-            run_id=run_id,
-            agent=data.get("agent") or self.name,
-            status=status,
-            prompt=data.get("prompt"),
-            attempts=int(data.get("workflow_run", 1)),
-            created_at=steps[0].started_at if steps else desc.start_time.timestamp(),
-            updated_at=max(times) if times else desc.start_time.timestamp(),
-            finished_at=desc.close_time.timestamp() if desc.close_time else None,
-            owner=None,
-            lease_expires=None,
-            fingerprint=data.get("fingerprint", ""),
-            usage=Usage(**data.get("usage", {})),
-            output=data.get("output") if status == "completed" else None,
-            error=error if status in ("failed", "cancelled") else None,
-            steps=[
-                StepInfo(
-                    s.key,
-                    step_kind(s.key),
-                    s.status,
-                    s.workflow_run,
-                    s.started_at,
-                    s.finished_at,
-                    s.input_tokens,
-                    s.output_tokens,
-                    s.describe,
-                )
-                for s in steps
-            ],
-            pending=[_pending(PendingRecord.model_validate(p)) for p in data.get("pending", [])],
-        )
+        return await run_info(client, run_id, workflow_id=workflow_id, workflow_name=self.workflow_name)
 
     async def list_runs(
         self, *, client: Client | None = None, status: str | Sequence[str] | None = None, limit: int = 100
     ) -> list[RunInfo]:
         """This agent's runs, newest first, from Temporal's visibility store (status, times, pending)."""
         client = self._client(client, "list_runs")
-        wanted = [status] if isinstance(status, str) else list(status or [])
-        unknown = [s for s in wanted if s not in _VISIBILITY_STATUS]
-        if unknown:
-            raise UserError(f"unknown run status {unknown[0]!r}; one of {', '.join(_VISIBILITY_STATUS)}")
-        query = f"WorkflowType = '{self.workflow_name}'"
-        names = sorted({n for s in wanted for n in _VISIBILITY_STATUS[s]})
-        if names:
-            query += " AND ExecutionStatus IN (" + ", ".join(f"'{n}'" for n in names) + ")"
-        out: list[RunInfo] = []
-        async for wf in client.list_workflows(query, page_size=min(max(limit, 1), 1000)):
-            memo = await wf.memo()
-            pending = [PendingRecord.model_validate(p) for p in memo.get(MEMO_PENDING) or []]
-            state = _STATUS.get(wf.status, "running") if wf.status is not None else "running"
-            if state == "running" and pending:
-                state = "waiting"
-            if wanted and state not in wanted:
-                continue
-            out.append(
-                RunInfo(
-                    run_id=wf.id,
-                    agent=memo.get(MEMO_AGENT, self.name),
-                    status=state,
-                    prompt=memo.get(MEMO_PROMPT),
-                    attempts=1,
-                    created_at=wf.start_time.timestamp(),
-                    updated_at=(wf.close_time or wf.start_time).timestamp(),
-                    finished_at=wf.close_time.timestamp() if wf.close_time else None,
-                    owner=None,
-                    lease_expires=None,
-                    fingerprint=memo.get(MEMO_FINGERPRINT, ""),
-                    usage=Usage(),
-                    pending=[_pending(p) for p in pending],
-                )
-            )
-            if len(out) >= limit:
-                break
-        return out
+        return await list_run_infos(client, status=status, limit=limit, workflow_name=self.workflow_name)
 
     # --- helpers ----------------------------------------------------------------------------------------
 
@@ -601,16 +488,245 @@ class TemporalAgent(Generic[DepsT, OutputT]):
         return client
 
     async def _describe(self, client: Client, run_id: str, *, own: bool = True) -> Any:
-        try:
-            desc = await client.get_workflow_handle(run_id).describe()
-        except RPCError as e:
-            raise _rpc_error(e, run_id) from None
-        if own and desc.workflow_type != self.workflow_name:
-            raise UserError(
-                f"run {run_id!r} is a {desc.workflow_type!r} workflow, not a run of agent {self.name!r} "
-                f"({self.workflow_name!r})"
-            )
+        return await _describe(client, run_id, self.workflow_name, any_type=not own)
+
+
+# --- runs by client calls alone (no agent: what the ``perdure`` CLI uses) ------------------------------------
+
+WORKFLOW_PREFIX = "perdure:"
+# The CLI has no worker: a query no worker answers falls back to what the server knows, after this long.
+CLI_QUERY_DEADLINES = (1.0, 3.0)
+
+
+async def _describe(client: Client, run_id: str, workflow_name: str | None, *, any_type: bool = False) -> Any:
+    """The run's workflow; ``workflow_name``: it must be of that type (None: any perdure agent's; ``any_type``:
+    any workflow at all, e.g. the user's own workflow a run executes in)."""
+    try:
+        desc = await client.get_workflow_handle(run_id).describe()
+    except RPCError as e:
+        raise _rpc_error(e, run_id) from None
+    if any_type:
         return desc
+    if workflow_name is not None and desc.workflow_type != workflow_name:
+        agent = workflow_name[len(WORKFLOW_PREFIX) :]
+        raise UserError(
+            f"run {run_id!r} is a {desc.workflow_type!r} workflow, not a run of agent {agent!r} ({workflow_name!r})"
+        )
+    if workflow_name is None and not str(desc.workflow_type).startswith(WORKFLOW_PREFIX):
+        raise UserError(f"run {run_id!r} is a {desc.workflow_type!r} workflow, not a perdure agent's run")
+    return desc
+
+
+async def approve_run(
+    client: Client,
+    run_id: str,
+    tool_call_id: str,
+    *,
+    approved: bool = True,
+    note: str | None = None,
+    workflow_id: str | None = None,
+    workflow_name: str | None = None,
+    timeout: float | None = None,
+) -> None:
+    """``TemporalAgent.approve`` by client calls alone: the ``perdure.approve`` update (a worker applies it).
+
+    ``timeout``: give up after this many seconds if no worker takes the update (None: wait).
+    """
+    handle = client.get_workflow_handle(workflow_id or run_id)
+    approval = Approval(run_id=run_id, tool_call_id=tool_call_id, approved=approved, note=note)
+    try:
+        await handle.execute_update(
+            APPROVE_UPDATE, approval.dump(), rpc_timeout=timedelta(seconds=timeout) if timeout else None
+        )
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        raise UserError(getattr(cause, "message", None) or str(cause or e)) from None
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:  # no such workflow, or it has finished
+            desc = await _describe(client, workflow_id or run_id, workflow_name, any_type=workflow_id is not None)
+            status = _STATUS.get(desc.status, "finished")
+            raise UserError(
+                f"run {run_id!r} has no call {tool_call_id!r} waiting for a decision (status {status})"
+            ) from None
+        if e.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) and timeout:
+            raise UserError(
+                f"no worker took the decision on run {run_id!r} within {timeout:g}s: is a worker of its agent "
+                "running? (the decision is applied by the run's workflow code)"
+            ) from None
+        raise
+
+
+async def cancel_run(client: Client, run_id: str, *, workflow_name: str | None = None) -> None:
+    """``TemporalAgent.cancel`` by client calls alone: the workflow is cancelled (a no-op once it ended)."""
+    desc = await _describe(client, run_id, workflow_name)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return
+    try:
+        await client.get_workflow_handle(run_id).cancel()
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:  # it finished meanwhile
+            raise
+
+
+async def run_info(
+    client: Client,
+    run_id: str,
+    *,
+    workflow_id: str | None = None,
+    workflow_name: str | None = None,
+    deadlines: tuple[float, ...] | None = None,
+) -> RunInfo:
+    """``TemporalAgent.get_run`` by client calls alone: the ``perdure.status`` query (answered by a worker of the
+    agent), or what the server alone knows (status, memo, times) when no worker answers within ``deadlines``."""
+    desc = await _describe(client, workflow_id or run_id, workflow_name, any_type=workflow_id is not None)
+    handle = client.get_workflow_handle(workflow_id or run_id)
+    memo = await desc.memo()
+    agent = str(memo.get(MEMO_AGENT) or str(desc.workflow_type)[len(WORKFLOW_PREFIX) :])
+    try:
+        data: dict[str, Any] | None = await query(
+            handle, STATUS_QUERY, {"run_id": run_id}, deadlines or QUERY_DEADLINES
+        )
+    except Exception:
+        data = None  # no worker answered: what the server alone knows
+    status = _STATUS.get(desc.status, "running")
+    if data is None:
+        pending = [PendingRecord.model_validate(p) for p in memo.get(MEMO_PENDING) or []]
+        if status == "running" and pending:
+            status = "waiting"
+        return RunInfo(
+            run_id=run_id,
+            agent=agent,
+            status=status,
+            prompt=memo.get(MEMO_PROMPT),
+            attempts=1,
+            created_at=desc.start_time.timestamp(),
+            updated_at=(desc.close_time or desc.start_time).timestamp(),
+            finished_at=desc.close_time.timestamp() if desc.close_time else None,
+            owner=None,
+            lease_expires=None,
+            fingerprint=memo.get(MEMO_FINGERPRINT, ""),
+            usage=Usage(),
+            pending=[_pending(p) for p in pending if p.run_id == run_id],
+        )
+    if not (status in ("failed", "cancelled") and data["status"] in ("running", "waiting")):
+        status = data["status"]  # the workflow may also have been terminated, or timed out
+    steps = [StepRecord.model_validate(s) for s in data["steps"]]
+    error = data.get("error")
+    if status == "cancelled":
+        error = {"type": "RunCancelled", "message": f"run {run_id!r} was cancelled"}
+    elif status == "failed" and error is None:
+        error = {"type": "AgentRunError", "message": f"run {run_id!r} ended {desc.status.name.lower()}"}
+    times = [s.finished_at or s.started_at for s in steps]
+    return RunInfo(
+        run_id=run_id,
+        agent=data.get("agent") or agent,
+        status=status,
+        prompt=data.get("prompt"),
+        attempts=int(data.get("workflow_run", 1)),
+        created_at=steps[0].started_at if steps else desc.start_time.timestamp(),
+        updated_at=max(times) if times else desc.start_time.timestamp(),
+        finished_at=desc.close_time.timestamp() if desc.close_time else None,
+        owner=None,
+        lease_expires=None,
+        fingerprint=data.get("fingerprint", ""),
+        usage=Usage(**data.get("usage", {})),
+        output=data.get("output") if status == "completed" else None,
+        error=error if status in ("failed", "cancelled") else None,
+        steps=[
+            StepInfo(
+                s.key,
+                step_kind(s.key),
+                s.status,
+                s.workflow_run,
+                s.started_at,
+                s.finished_at,
+                s.input_tokens,
+                s.output_tokens,
+                s.describe,
+            )
+            for s in steps
+        ],
+        pending=[_pending(PendingRecord.model_validate(p)) for p in data.get("pending", [])],
+    )
+
+
+async def list_run_infos(
+    client: Client,
+    *,
+    status: str | Sequence[str] | None = None,
+    limit: int = 100,
+    workflow_name: str | None = None,
+) -> list[RunInfo]:
+    """``TemporalAgent.list_runs`` by client calls alone (Temporal's visibility store): the runs of the agent
+    whose workflow type is ``workflow_name``, or of every perdure agent (None), newest first."""
+    wanted = [status] if isinstance(status, str) else list(status or [])
+    unknown = [s for s in wanted if s not in _VISIBILITY_STATUS]
+    if unknown:
+        raise UserError(f"unknown run status {unknown[0]!r}; one of {', '.join(_VISIBILITY_STATUS)}")
+    if workflow_name is not None:
+        query = f"WorkflowType = '{_quoted(workflow_name)}'"
+    else:
+        query = f"WorkflowType STARTS_WITH '{WORKFLOW_PREFIX}'"
+    names = sorted({n for s in wanted for n in _VISIBILITY_STATUS[s]})
+    if names:
+        query += " AND ExecutionStatus IN (" + ", ".join(f"'{n}'" for n in names) + ")"
+    out: list[RunInfo] = []
+    async for wf in client.list_workflows(query, page_size=min(max(limit, 1), 1000)):
+        memo = await wf.memo()
+        pending = [PendingRecord.model_validate(p) for p in memo.get(MEMO_PENDING) or []]
+        state = _STATUS.get(wf.status, "running") if wf.status is not None else "running"
+        if state == "running" and pending:
+            state = "waiting"
+        if wanted and state not in wanted:
+            continue
+        out.append(
+            RunInfo(
+                run_id=wf.id,
+                agent=memo.get(MEMO_AGENT) or str(wf.workflow_type)[len(WORKFLOW_PREFIX) :],
+                status=state,
+                prompt=memo.get(MEMO_PROMPT),
+                attempts=1,
+                created_at=wf.start_time.timestamp(),
+                updated_at=(wf.close_time or wf.start_time).timestamp(),
+                finished_at=wf.close_time.timestamp() if wf.close_time else None,
+                owner=None,
+                lease_expires=None,
+                fingerprint=memo.get(MEMO_FINGERPRINT, ""),
+                usage=Usage(),
+                pending=[_pending(p) for p in pending],
+            )
+        )
+        if len(out) >= limit:
+            break
+    return out
+
+
+async def stuck_run_infos(client: Client, seconds: float, *, workflow_name: str | None = None) -> list[RunInfo]:
+    """Runs that should move and do not: running, not waiting for a human, and no event in their workflow's
+    history for ``seconds`` (no step scheduled or finished, no workflow task: e.g. no worker polls their task
+    queue, or their tool hangs). ``updated_at`` is that last event's time. Temporal re-runs the steps of dead
+    workers by itself: a run is stuck only when that does not happen either."""
+    from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
+
+    cutoff = time.time() - seconds
+    out: list[RunInfo] = []
+    for info in await list_run_infos(client, status="running", limit=10_000, workflow_name=workflow_name):
+        history = await client.workflow_service.get_workflow_execution_history_reverse(
+            GetWorkflowExecutionHistoryReverseRequest(
+                namespace=client.namespace,
+                execution={"workflow_id": info.run_id},
+                maximum_page_size=1,
+            )
+        )
+        events = history.history.events
+        last = events[0].event_time.ToDatetime(tzinfo=UTC).timestamp() if events else info.updated_at
+        if last < cutoff:
+            out.append(dataclasses.replace(info, updated_at=last))
+    return out
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _pending(p: PendingRecord) -> PendingDecision:
