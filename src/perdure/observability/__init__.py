@@ -35,6 +35,16 @@ calling ``resume``), its span gets a *link* to that caller.
 and no duration sample: each ``chat``/``execute_tool`` span is a step that really ran, once. The attempt span
 counts both (``perdure.steps.replayed``, ``perdure.steps.executed``).
 
+**What an attempt is, per engine.** Embedded and DBOS: one process executing the run, from its start or resume
+to its end, a wait for a human, or its process's death. Prefect: one execution of the run's flow run. Temporal:
+one worker's *live* stretch of the run's workflow code (workflow code reports nothing while it replays a
+history), from the first step it schedules to the run's end, a wait for a human, a continue-as-new, or the
+workflow leaving the worker; the trace context travels in the workflow input and, with the attempt's number,
+to the activities, so a step's span is a child of the attempt that scheduled it, wherever it executes. When
+Temporal itself runs an activity again (its worker died, or a transient error), that try keeps the attempt
+that scheduled it and says its own try in ``perdure.retry.attempt``. Workflow code reports from inside the
+workflow task: give Temporal workers a ``BatchSpanProcessor`` (an exporter that blocks would hold the task).
+
 **No content by default.** Prompts, messages, tool arguments and results and run outputs may hold personal
 data: they go on spans only with ``configure(include_content=True)`` (or
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``, or ``configure_agent(agent, include_content=True)``
