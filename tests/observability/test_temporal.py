@@ -123,3 +123,45 @@ def test_a_run_cancelled_while_it_waits(telemetry: Telemetry, server: DevServer)
 
 def _kw(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k.replace(".", "__"): v for k, v in attributes.items()}
+
+
+def test_runs_inside_a_users_workflow_are_one_trace_each(telemetry: Telemetry, server: DevServer) -> None:
+    from ..temporal._user_workflow import SupportTicket, support
+
+    queue = f"obs-{uuid.uuid4().hex[:12]}"
+    wf_id = f"ticket-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> list[str]:
+        client = await Client.connect(server.address, namespace=server.namespace)
+        plugin = PerdurePlugin(support)
+        async with Worker(client, task_queue=queue, plugins=[plugin], workflows=[SupportTicket]):
+            handle = await client.start_workflow(
+                SupportTicket.run, {"name": "Ada", "tier": "gold"}, id=wf_id, task_queue=queue
+            )
+            for _ in range(200):  # the second run waits for a human
+                if len(telemetry.named("invoke_agent")) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            await support.approve(f"{wf_id}/2", "r1", workflow_id=wf_id, client=client)
+            out: list[str] = await handle.result()
+        return out
+
+    assert asyncio.run(main())[2:] == [wf_id, f"{wf_id}/2"]
+    runs: dict[str, list[Any]] = {}
+    for s in telemetry.spans():
+        runs.setdefault(str((s.attributes or {})["perdure.run_id"]), []).append(s)
+    assert sorted(runs) == [wf_id, f"{wf_id}/2"]
+    for spans in runs.values():  # no trace was recorded for them: one derived from the ids, shared by every attempt
+        assert len({s.context.trace_id for s in spans}) == 1
+    assert runs[wf_id][0].context.trace_id != runs[f"{wf_id}/2"][0].context.trace_id
+    attempts = [
+        (
+            (s.attributes or {})["perdure.run_id"],
+            (s.attributes or {})["perdure.attempt"],
+            (s.attributes or {})["perdure.run.status"],
+        )
+        for s in telemetry.named("invoke_agent")
+    ]
+    assert attempts == [(wf_id, 1, "completed"), (f"{wf_id}/2", 1, "waiting"), (f"{wf_id}/2", 2, "completed")]
+    assert telemetry.total("perdure.runs", perdure__run__status="started", perdure__engine="temporal") == 2
+    assert telemetry.total("perdure.runs", perdure__run__status="completed", perdure__engine="temporal") == 2
