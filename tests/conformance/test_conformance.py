@@ -98,8 +98,14 @@ def test_approval_across_processes(harness: Harness, approved: bool) -> None:
     assert harness.call("status", scenario="approval", run_id=run_id)["status"] == "waiting"
     assert harness.tool_effects(run_id) == []
 
-    harness.call("approve", scenario="approval", run_id=run_id, tool_call_id=pending["tool_call_id"],
-                 approved=approved, note="not this one")
+    harness.call(
+        "approve",
+        scenario="approval",
+        run_id=run_id,
+        tool_call_id=pending["tool_call_id"],
+        approved=approved,
+        note="not this one",
+    )
     out = harness.call("resume", scenario="approval", run_id=run_id)
     assert out["status"] == "completed", out
     if approved:
@@ -117,8 +123,14 @@ def test_crash_while_waiting_for_approval(harness: Harness) -> None:
     status = harness.call("status", scenario="approval", run_id="approval-crash")
     assert status["status"] == "waiting", status
     (pending,) = status["pending"]
-    harness.call("approve", scenario="approval", run_id="approval-crash", tool_call_id=pending["tool_call_id"],
-                 approved=True, note=None)
+    harness.call(
+        "approve",
+        scenario="approval",
+        run_id="approval-crash",
+        tool_call_id=pending["tool_call_id"],
+        approved=True,
+        note=None,
+    )
     out = harness.call("resume", scenario="approval", run_id="approval-crash")
     assert out["status"] == "completed", out
     assert len(harness.tool_effects("approval-crash", "refund")) == 1

@@ -93,9 +93,7 @@ class FakeProviderServer:
                 return self._script.popleft()
         return Canned(
             status=500,
-            body={
-                "error": {"message": "the fake provider has no scripted answer left", "type": "server_error"}
-            },
+            body={"error": {"message": "the fake provider has no scripted answer left", "type": "server_error"}},
         )
 
 
@@ -220,8 +218,7 @@ def openai_stream(
         first = {"index": i, "id": id_, "type": "function", "function": {"name": name, "arguments": ""}}
         events.append((None, chunk({"tool_calls": [first]})))
         events += [
-            (None, chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
-            for piece in arg_chunks
+            (None, chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})) for piece in arg_chunks
         ]
     events.append((None, chunk({}, finish_reason or ("tool_calls" if tool_calls else "stop"))))
     if usage is not None:
@@ -247,13 +244,7 @@ def openai_stream(
 
 
 def openai_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> Canned:
-    kind = (
-        "rate_limit_exceeded"
-        if status == 429
-        else "invalid_request_error"
-        if status < 500
-        else "server_error"
-    )
+    kind = "rate_limit_exceeded" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
     return Canned(
         status=status,
         body={"error": {"message": message, "type": kind, "param": None, "code": None}},
@@ -276,9 +267,7 @@ def anthropic_message(
     content: list[dict[str, Any]] = []
     if text is not None:
         content.append({"type": "text", "text": text})
-    content += [
-        {"type": "tool_use", "id": id_, "name": name, "input": input_} for id_, name, input_ in tool_uses
-    ]
+    content += [{"type": "tool_use", "id": id_, "name": name, "input": input_} for id_, name, input_ in tool_uses]
     return Canned(
         body={
             "id": "msg_1",
@@ -321,14 +310,10 @@ def anthropic_stream(
     index = 0
     if text_pieces:
         block = {"type": "text", "text": ""}
-        events.append(
-            ("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
-        )
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}))
         for piece in text_pieces:
             delta = {"type": "text_delta", "text": piece}
-            events.append(
-                ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
-            )
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         index += 1
     if error is not None:
@@ -336,14 +321,10 @@ def anthropic_stream(
         return Canned(events=events)
     for id_, name, chunks in tool_uses:
         block = {"type": "tool_use", "id": id_, "name": name, "input": {}}
-        events.append(
-            ("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
-        )
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}))
         for piece in chunks:
             delta = {"type": "input_json_delta", "partial_json": piece}
-            events.append(
-                ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
-            )
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         index += 1
     message_delta = {

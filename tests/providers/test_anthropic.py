@@ -101,9 +101,7 @@ def test_plain_text(server: FakeProviderServer) -> None:
     assert sent.body["model"] == "claude-test"
     assert sent.body["max_tokens"] == 4096
     assert sent.body["system"] == "Answer briefly."
-    assert sent.body["messages"] == [
-        {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]}
-    ]
+    assert sent.body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]}]
     assert "tools" not in sent.body
 
 
@@ -252,25 +250,17 @@ def test_error_event_in_a_stream_is_transient_when_overloaded(server: FakeProvid
 
 def test_structured_output_uses_output_config(server: FakeProviderServer) -> None:
     server.enqueue(anthropic_message('{"answer": "42"}'))
-    output = ToolDefinition(
-        name="Answer", description="", parameters_json_schema={"type": "object"}, kind="output"
-    )
+    output = ToolDefinition(name="Answer", description="", parameters_json_schema={"type": "object"}, kind="output")
 
-    response = request(
-        model_for(server), ask("Meaning of life?"), ModelRequestParameters(native_output=output)
-    )
+    response = request(model_for(server), ask("Meaning of life?"), ModelRequestParameters(native_output=output))
 
-    assert server.last_body["output_config"] == {
-        "format": {"type": "json_schema", "schema": {"type": "object"}}
-    }
+    assert server.last_body["output_config"] == {"format": {"type": "json_schema", "schema": {"type": "object"}}}
     assert response.text == '{"answer": "42"}'
 
 
 def test_rate_limit_is_transient_with_retry_after(server: FakeProviderServer) -> None:
     server.enqueue(
-        anthropic_error(
-            429, "Number of request tokens has exceeded your rate limit", headers={"retry-after": "12"}
-        )
+        anthropic_error(429, "Number of request tokens has exceeded your rate limit", headers={"retry-after": "12"})
     )
 
     with pytest.raises(ModelHTTPError) as info:

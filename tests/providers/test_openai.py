@@ -248,9 +248,7 @@ def test_structured_output_uses_response_format(server: FakeProviderServer) -> N
         kind="output",
     )
 
-    response = request(
-        model_for(server), ask("Meaning of life?"), ModelRequestParameters(native_output=output)
-    )
+    response = request(model_for(server), ask("Meaning of life?"), ModelRequestParameters(native_output=output))
 
     assert server.last_body["response_format"] == {
         "type": "json_schema",

@@ -101,8 +101,7 @@ class AnthropicModel(Model):
         if client is not None:
             if not isinstance(client, anthropic.AsyncAnthropic):
                 raise UserError(
-                    "AnthropicModel(client=...) needs an anthropic.AsyncAnthropic, "
-                    f"not {type(client).__name__}"
+                    f"AnthropicModel(client=...) needs an anthropic.AsyncAnthropic, not {type(client).__name__}"
                 )
             self._fixed_client = client.with_options(max_retries=0)
         else:
@@ -115,9 +114,7 @@ class AnthropicModel(Model):
                     )
                 key = _PLACEHOLDER_KEY
             self._api_key = key
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
 
     @property
     def model_name(self) -> str:
@@ -255,14 +252,10 @@ class AnthropicModel(Model):
             if block.type == "text":
                 parts.append(TextPart(content=block.text))
             elif block.type == "tool_use":
-                parts.append(
-                    ToolCallPart(tool_name=block.name, args=dict(block.input), tool_call_id=block.id)
-                )
+                parts.append(ToolCallPart(tool_name=block.name, args=dict(block.input), tool_call_id=block.id))
         return ModelResponse(
             parts=parts,
-            usage=RequestUsage(
-                input_tokens=_input_tokens(message.usage), output_tokens=message.usage.output_tokens
-            ),
+            usage=RequestUsage(input_tokens=_input_tokens(message.usage), output_tokens=message.usage.output_tokens),
             model_name=message.model or self._model_name,
             finish_reason=message.stop_reason,
         )

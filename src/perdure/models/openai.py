@@ -86,9 +86,7 @@ class OpenAIModel(Model):
         self._fixed_client: Any = None
         if client is not None:
             if not isinstance(client, openai.AsyncOpenAI):
-                raise UserError(
-                    f"OpenAIModel(client=...) needs an openai.AsyncOpenAI, not {type(client).__name__}"
-                )
+                raise UserError(f"OpenAIModel(client=...) needs an openai.AsyncOpenAI, not {type(client).__name__}")
             self._fixed_client = client.with_options(max_retries=0)
         else:
             key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -100,9 +98,7 @@ class OpenAIModel(Model):
                     )
                 key = _PLACEHOLDER_KEY
             self._api_key = key
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
 
     @property
     def model_name(self) -> str:
@@ -158,9 +154,7 @@ class OpenAIModel(Model):
         client = await self._client()
         kwargs = self._completion_kwargs(messages, settings, params)
         try:
-            chunks = await client.chat.completions.create(
-                **kwargs, stream=True, stream_options={"include_usage": True}
-            )
+            chunks = await client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
         except openai.APIError as e:
             raise self._http_error(e) from e
         async with chunks:
@@ -238,9 +232,7 @@ class OpenAIModel(Model):
         for call in message.tool_calls or ():
             if getattr(call, "type", "function") == "function":
                 parts.append(
-                    ToolCallPart(
-                        tool_name=call.function.name, args=call.function.arguments, tool_call_id=call.id
-                    )
+                    ToolCallPart(tool_name=call.function.name, args=call.function.arguments, tool_call_id=call.id)
                 )
         if not parts and message.refusal:
             parts.append(TextPart(content=message.refusal))
@@ -252,9 +244,7 @@ class OpenAIModel(Model):
         )
 
     def _http_error(self, e: Any) -> ModelHTTPError:
-        return _http_error(
-            e, provider=self._provider_name, model_name=self._model_name, base_url=self.base_url
-        )
+        return _http_error(e, provider=self._provider_name, model_name=self._model_name, base_url=self.base_url)
 
 
 class _LoopClient:
