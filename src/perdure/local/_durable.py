@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import json
 import os
+import sqlite3
 import time
 import weakref
 from collections.abc import Iterator, Sequence
