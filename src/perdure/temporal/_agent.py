@@ -17,6 +17,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import (
@@ -548,12 +549,14 @@ async def approve_run(
             raise UserError(
                 f"run {run_id!r} has no call {tool_call_id!r} waiting for a decision (status {status})"
             ) from None
-        if e.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) and timeout:
-            raise UserError(
-                f"no worker took the decision on run {run_id!r} within {timeout:g}s: is a worker of its agent "
-                "running? (the decision is applied by the run's workflow code)"
-            ) from None
         raise
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        within = f" within {timeout:g}s" if timeout else ""
+        raise UserError(
+            f"no worker applied the decision on run {run_id!r}{within} (the run's workflow code "
+            "applies it): is a worker of its agent running? Temporal may still deliver it to the next worker "
+            "that picks the run up; `perdure runs show` tells"
+        ) from None
 
 
 async def cancel_run(client: Client, run_id: str, *, workflow_name: str | None = None) -> None:
