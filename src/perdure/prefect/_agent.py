@@ -17,6 +17,11 @@ How a run maps onto Prefect:
 Who owns an executing flow run is recorded as its ``infrastructure_pid`` (``host:pid:start-time``): a run whose
 owner died on this machine is resumed at once. A run owned by a process on another machine is resumed once
 Prefect marks it ``Crashed`` (Prefect's flow-run heartbeats and zombie detection do that).
+
+Run Prefect's server on PostgreSQL. On SQLite it answers HTTP 503 whenever a request that reads before it
+writes (creating a flow run does) overlaps another write, such as the recording of the previous run's task
+runs; Prefect's client retries after 2, 4, 8... seconds (``PREFECT_CLIENT_MAX_RETRIES``, default 5), so runs
+succeed but start seconds late under any concurrency.
 """
 
 from __future__ import annotations
