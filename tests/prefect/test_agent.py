@@ -254,6 +254,14 @@ def test_a_decision_through_prefects_own_run_input(name: str, results: Path) -> 
     assert prefect_agent.get_run_sync("ui-1").status == "pending"  # resumed in Prefect: ready to execute
     assert prefect_agent.resume_sync("ui-1").output == "done: refund=refund 42"
     assert counted.count("refund") == 1
+    info = _eventually(lambda: prefect_agent.get_run_sync("ui-1"), lambda i: len(i.steps) == 4)
+    assert info.attempts == 2
+    assert [(s.key, s.status, s.attempt) for s in info.steps] == [
+        ("turn/1/model", "done", 1),
+        ("turn/1/approval/c1", "done", 2),  # decided between the executions, read by the second
+        ("turn/1/tool/c1", "done", 2),
+        ("turn/2/model", "done", 2),
+    ]
 
 
 def test_cancel_a_waiting_run(name: str, results: Path) -> None:

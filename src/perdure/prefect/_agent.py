@@ -565,7 +565,17 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         watcher = self._watcher()
         try:
             model = self.agent.resolve_model(run.model_name)
-            executor = Executor(self, run_id, flow_run_id, client, model, attempt.deps, run.prompt, fresh=attempt.fresh)
+            executor = Executor(
+                self,
+                run_id,
+                flow_run_id,
+                client,
+                model,
+                attempt.deps,
+                run.prompt,
+                fresh=attempt.fresh,
+                attempt=attempt.number,
+            )
             watcher.add(executor)
             with telemetry.run_attempt(
                 self.agent,
