@@ -18,9 +18,15 @@ from ._server import PrefectServer, shared_server
 def prefect_server(request: pytest.FixtureRequest) -> Iterator[PrefectServer]:
     """The server, with this process's Prefect settings pointing at it for the whole session."""
     server = shared_server(request.config)
-    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_CLIENT_MAX_RETRIES,
+        PREFECT_LOGGING_TO_API_ENABLED,
+        temporary_settings,
+    )
 
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}):
+    updates = {PREFECT_API_URL: server.api_url, PREFECT_LOGGING_TO_API_ENABLED: False, PREFECT_CLIENT_MAX_RETRIES: 10}
+    with temporary_settings(updates=updates):
         yield server
 
 
