@@ -63,11 +63,12 @@ Metrics
 ``gen_ai.client.token.usage``        histogram of tokens per model request, by ``gen_ai.token.type`` (input,
                                      output), ``gen_ai.operation.name``, ``gen_ai.provider.name``,
                                      ``gen_ai.request.model``, ``gen_ai.response.model``: the GenAI semantic
-                                     convention's (no exemplars: the ``chat`` span has the same counts)
+                                     convention's
 ===================================  ==========================================================================
 
-With an SDK that samples exemplars (the default: measurements taken in a sampled span), a
-``perdure.step.duration`` point's exemplar is the step's own ``chat``/``execute_tool`` span.
+Step measurements carry no exemplars: an SDK's default exemplar filter samples every measurement taken in a
+sampled span, at nearly the cost of the point itself, and each step's span has the same numbers (its duration,
+its tokens). Find slow or costly steps by their spans.
 
 Cost: with the SDK configured, each executed step costs one span and one ``perdure.step.duration`` point (a
 model request two ``gen_ai.client.token.usage`` points more), each run two spans and three counter points. That

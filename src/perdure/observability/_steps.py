@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelStepSpan", "ToolStepSpan", "model_step", "tool_step"]
 
-# A context without a span, for measurements that need no exemplar (an empty Context would mean "the current one").
+# Step measurements are taken in a context without a span (an empty Context would mean "the current one"), so they
+# carry no exemplar: an SDK's default exemplar filter samples every measurement taken in a sampled span, which costs
+# nearly as much as the point itself, and the step's span has the same numbers (its duration, its tokens).
 _NO_SPAN = trace.set_span_in_context(trace.INVALID_SPAN)
 
 _SETTINGS = (
@@ -42,12 +44,11 @@ _SETTINGS = (
 
 class _StepSpan:
     kind: str
-    __slots__ = ("attempt", "context", "include_content", "span", "started", "token")
+    __slots__ = ("attempt", "include_content", "span", "started", "token")
 
     def __init__(self) -> None:
         self.attempt: RunAttempt | None = _CURRENT.get()
         self.span: trace.Span = trace.INVALID_SPAN
-        self.context: otel_context.Context | None = None
         self.token: object = None
         self.started = 0.0
         self.include_content = False
@@ -58,8 +59,7 @@ class _StepSpan:
             attributes.update(attempt.step_attributes)
             attempt.executed_steps += 1
         self.span = span = tracer().start_span(name, kind=kind, attributes=attributes)
-        self.context = context = trace.set_span_in_context(span)
-        self.token = otel_context.attach(context)
+        self.token = otel_context.attach(trace.set_span_in_context(span))
         self.started = time.perf_counter()
 
     def _end(self, error: BaseException | None, error_type: str | None = None) -> None:
@@ -77,8 +77,7 @@ class _StepSpan:
             error_type = type(error).__qualname__
         if error_type is not None:
             attributes = {**attributes, A.ERROR_TYPE: error_type}
-        # Its exemplar (with an SDK that samples them) is the step's own span, not the attempt's.
-        instruments().step_duration.record(duration, attributes, self.context)
+        instruments().step_duration.record(duration, attributes, _NO_SPAN)
 
 
 class ModelStepSpan(_StepSpan):
@@ -130,15 +129,13 @@ class ModelStepSpan(_StepSpan):
         if self.attempt is not None:
             attributes.update(self.attempt.metric_attributes)
         attributes[A.ERROR_TYPE] = error_type
-        instruments().model_retries.add(1, attributes)
+        instruments().model_retries.add(1, attributes, _NO_SPAN)
 
     def response(self, response: ModelResponse) -> None:
         """The model's answer: response model, token usage, finish reason (and messages, with content)."""
         usage = response.usage
         token_usage = instruments().token_usage
         input_points, output_points = _token_attributes(self.provider, self.model.model_name, response.model_name)
-        # No exemplars on token points (the chat span carries the same counts): an SDK's default exemplar filter
-        # samples every measurement taken in a sampled span, which costs as much as the point itself.
         token_usage.record(usage.input_tokens, input_points, _NO_SPAN)
         token_usage.record(usage.output_tokens, output_points, _NO_SPAN)
         span = self.span
