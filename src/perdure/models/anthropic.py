@@ -18,8 +18,6 @@ import os
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .._exceptions import MissingExtra, ModelHTTPError, UserError
@@ -46,6 +44,10 @@ from . import (
     ToolDefinition,
     http_error_is_transient,
 )
+from ._http import LoopClient as _LoopClient
+from ._http import last_instructions as _last_instructions
+from ._http import provider_message as _provider_message
+from ._http import retry_after as _retry_after
 
 try:
     import anthropic
@@ -264,38 +266,6 @@ class AnthropicModel(Model):
         return _http_error(e, model_name=self._model_name, base_url=self.base_url)
 
 
-class _LoopClient:
-    """An SDK client tied to one event loop, closed when that loop shuts down.
-
-    ``asyncio.run`` finalizes the async generators still open on its loop before closing it; ``guard`` is
-    such a generator, so the client's connections are closed on the loop that opened them instead of leaking
-    (a pooled connection cannot be reused, or even closed, from another loop).
-    """
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.guard = self._close_at_shutdown()
-
-    @classmethod
-    async def open(cls, client: Any) -> _LoopClient:
-        entry = cls(client)
-        await anext(entry.guard)
-        return entry
-
-    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            await self.client.close()
-
-
-def _last_instructions(messages: list[ModelMessage]) -> str | None:
-    for message in reversed(messages):
-        if isinstance(message, ModelRequest):
-            return message.instructions
-    return None
-
-
 def _anthropic_messages(messages: list[ModelMessage]) -> tuple[str, list[dict[str, Any]]]:
     """The ``system`` text and the alternating user/assistant messages."""
     system_parts: list[str] = []
@@ -453,44 +423,9 @@ def _http_error(e: Any, *, model_name: str, base_url: str) -> ModelHTTPError:
     return ModelHTTPError(f"{where} failed: {_provider_message(e.body) or e.message}", model_name=model_name)
 
 
-def _provider_message(body: object) -> str | None:
-    if isinstance(body, Mapping):
-        error = body.get("error")
-        if isinstance(error, Mapping) and error.get("message"):
-            return str(error["message"])
-        if body.get("message"):
-            return str(body["message"])
-    elif isinstance(body, str) and body:
-        return body
-    return None
-
-
 def _provider_error_type(body: object) -> str | None:
     if isinstance(body, Mapping):
         error = body.get("error")
         if isinstance(error, Mapping) and error.get("type"):
             return str(error["type"])
     return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    if value := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
