@@ -351,3 +351,29 @@ def anthropic_error(
         body={"type": "error", "error": {"type": kind, "message": message}},
         headers=headers or {},
     )
+
+
+def openai_stream_error(
+    error: dict[str, Any], text_pieces: Sequence[str] = (), *, model: str = "gpt-test", provider: str = "openrouter"
+) -> Canned:
+    """A 200 stream that breaks off with an error chunk after ``text_pieces``.
+
+    Provenance: OpenRouter's documented mid-stream error (docs "Streaming" → "Mid-stream errors" and "Errors and
+    Debugging"): once tokens were sent the status stays 200, and the error arrives as an SSE data chunk carrying
+    a top-level ``error`` object (``code`` a number or a string, ``message``) beside a choice whose
+    ``finish_reason`` is ``"error"``; vLLM and LiteLLM proxies send the same top-level ``error`` object.
+    """
+    stream = openai_stream(text_pieces, usage=None, model=model)
+    assert stream.events is not None
+    chunk = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": model,
+        "provider": provider,
+        "error": error,
+        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+    }
+    # Drop the normal ending (the finish chunk and [DONE]); the error chunk ends the stream.
+    stream.events[-2:] = [(None, chunk)]
+    return stream

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -380,10 +380,46 @@ def _http_error(e: Any, *, provider: str, model_name: str, base_url: str) -> Mod
             status_code=int(e.status_code),
             model_name=model_name,
         )
-    # An error the server sent in the middle of a stream: the request itself was accepted, so the failure is
-    # on the provider's side and worth retrying.
+    # An error object the server sent inside a stream that had started with 200 (OpenRouter, vLLM and other
+    # compatible servers do this; the SDK hands over the object as ``body``). Its code says what happened: a 4xx
+    # code is the request's fault and terminal, as the same 400 before streaming would be; a 5xx code, or none,
+    # is a failure on the provider's side, worth retrying.
+    status = _stream_error_status(e.body)
     return ModelHTTPError(
         f"{where} failed while streaming: {_provider_message(e.body) or e.message}",
+        status_code=status,
         model_name=model_name,
-        transient=True,
+        transient=http_error_is_transient(status),
     )
+
+
+# Error codes and types that compatible servers put in a stream's error object instead of an HTTP status.
+_ERROR_NAME_STATUS = {
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "model_not_found": 404,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "insufficient_quota": 429,
+    "server_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def _stream_error_status(body: object) -> int | None:
+    """The HTTP status an in-stream error object stands for: its numeric ``code``, else a known code or type."""
+    error = body.get("error", body) if isinstance(body, Mapping) else None
+    if not isinstance(error, Mapping):
+        return None
+    code = error.get("code")
+    if isinstance(code, int | str) and not isinstance(code, bool) and str(code).isdigit():
+        status = int(code)
+        return status if 400 <= status <= 599 else None
+    for name in (code, error.get("type")):
+        if isinstance(name, str) and name in _ERROR_NAME_STATUS:
+            return _ERROR_NAME_STATUS[name]
+    return None

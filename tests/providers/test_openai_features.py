@@ -1,0 +1,125 @@
+"""OpenAIModel beyond the basics, through the real ``openai`` SDK against the loopback server: errors inside a
+200 stream, reasoning, full usage and request controls.
+
+Every canned body follows a documented wire format; each fixture says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from perdure._exceptions import ModelHTTPError
+from perdure.messages import ModelMessage, ModelRequest, ModelResponse, UserPromptPart
+from perdure.models import ModelRequestParameters, RetryConfig, StreamEvent, request_with_retries
+from perdure.models.openai import OpenAIModel
+
+from .fake_server import FakeProviderServer, openai_stream_error
+
+
+def model_for(server: FakeProviderServer, name: str = "gpt-test", **options: Any) -> OpenAIModel:
+    return OpenAIModel(name, base_url=server.openai_base_url, api_key="sk-test", **options)
+
+
+def ask(prompt: str) -> list[ModelMessage]:
+    return [ModelRequest(parts=[UserPromptPart(content=prompt)])]
+
+
+def stream(
+    model: OpenAIModel, messages: list[ModelMessage], settings: Any = None, params: Any = None
+) -> tuple[list[StreamEvent], ModelResponse]:
+    async def go() -> tuple[list[StreamEvent], ModelResponse]:
+        async with (
+            model,
+            model.request_stream(messages, settings, params or ModelRequestParameters()) as streamed,
+        ):
+            events = [event async for event in streamed]
+            return events, streamed.get()
+
+    return asyncio.run(go())
+
+
+def streamed_with_retries(model: OpenAIModel, messages: list[ModelMessage]) -> ModelResponse:
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    async def send() -> ModelResponse:
+        async with model.request_stream(messages, None, ModelRequestParameters()) as streamed:
+            async for _ in streamed:
+                pass
+            return streamed.get()
+
+    async def go() -> ModelResponse:
+        async with model:
+            return await request_with_retries(send, RetryConfig(), sleep=no_sleep)
+
+    return asyncio.run(go())
+
+
+# --- bug 1: an error object inside a 200 stream -------------------------------------------------------------
+
+
+def test_a_4xx_error_inside_a_200_stream_is_terminal_and_not_retried(server: FakeProviderServer) -> None:
+    # The recorded failure: an OpenAI-compatible server hit its context limit after the stream had started.
+    server.enqueue(openai_stream_error({"code": 400, "message": "Token limit reached"}, ["Hel"]))
+
+    with pytest.raises(ModelHTTPError) as info:
+        streamed_with_retries(model_for(server), ask("hi"))
+
+    assert (info.value.status_code, info.value.transient) == (400, False)
+    assert "Token limit reached" in str(info.value)
+    assert len(server.requests) == 1  # not retried: the same request would fail the same way
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ({"code": 502, "message": "Provider returned error"}, 502),
+        ({"code": "502", "message": "Provider returned error"}, 502),
+        ({"code": "server_error", "message": "Provider disconnected unexpectedly"}, 500),
+        ({"message": "The server had an error while processing"}, None),
+    ],
+)
+def test_a_5xx_or_unknown_error_inside_a_stream_is_transient(
+    server: FakeProviderServer, error: dict[str, Any], status: int | None
+) -> None:
+    server.enqueue(openai_stream_error(error, ["Hel"]))
+
+    with pytest.raises(ModelHTTPError) as info:
+        stream(model_for(server), ask("hi"))
+
+    assert (info.value.status_code, info.value.transient) == (status, True)
+    assert error["message"] in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ({"code": 401, "message": "No auth credentials found"}, 401),
+        ({"code": "context_length_exceeded", "message": "too long", "type": "invalid_request_error"}, 400),
+        ({"code": None, "message": "slow down", "type": "rate_limit_exceeded"}, 429),
+    ],
+)
+def test_an_error_code_or_type_inside_a_stream_gives_its_status(
+    server: FakeProviderServer, error: dict[str, Any], status: int
+) -> None:
+    server.enqueue(openai_stream_error(error))
+
+    with pytest.raises(ModelHTTPError) as info:
+        stream(model_for(server), ask("hi"))
+
+    assert info.value.status_code == status
+    assert info.value.transient is (status == 429)
+
+
+def test_a_transient_stream_error_is_retried_then_answers(server: FakeProviderServer) -> None:
+    from .fake_server import openai_stream
+
+    server.enqueue(openai_stream_error({"code": 503, "message": "No instances available"}), openai_stream(["ok"]))
+
+    response = streamed_with_retries(model_for(server), ask("hi"))
+
+    assert response.text == "ok"
+    assert len(server.requests) == 2
