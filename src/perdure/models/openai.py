@@ -384,12 +384,12 @@ def _http_error(e: Any, *, provider: str, model_name: str, base_url: str) -> Mod
     # compatible servers do this; the SDK hands over the object as ``body``). Its code says what happened: a 4xx
     # code is the request's fault and terminal, as the same 400 before streaming would be; a 5xx code, or none,
     # is a failure on the provider's side, worth retrying.
-    status = _stream_error_status(e.body)
+    stream_status = _stream_error_status(e.body)
     return ModelHTTPError(
         f"{where} failed while streaming: {_provider_message(e.body) or e.message}",
-        status_code=status,
+        status_code=stream_status,
         model_name=model_name,
-        transient=http_error_is_transient(status),
+        transient=http_error_is_transient(stream_status),
     )
 
 
