@@ -157,7 +157,17 @@ class AnthropicModel(Model):
         client = await self._client()
         kwargs = self._message_kwargs(messages, settings, params)
         try:
-            message = await client.messages.create(**kwargs)
+            try:
+                message = await client.messages.create(**kwargs)
+            except ValueError as e:
+                # The SDK refuses, before sending anything, a non-streaming request that may outlast its
+                # 10-minute limit (a large max_tokens, e.g. 32000). The API itself answers the same request
+                # streamed, so stream it and assemble the message the SDK's way: the caller still gets one
+                # response, exactly as a non-streamed request would have given it.
+                if not _sdk_demands_streaming(e):
+                    raise
+                async with client.messages.stream(**kwargs) as streamed:
+                    message = await streamed.get_final_message()
         except anthropic.APIError as e:
             raise self._http_error(e) from e
         return self._parse_message(message)
@@ -421,6 +431,12 @@ def _http_error(e: Any, *, model_name: str, base_url: str) -> ModelHTTPError:
             model_name=model_name,
         )
     return ModelHTTPError(f"{where} failed: {_provider_message(e.body) or e.message}", model_name=model_name)
+
+
+def _sdk_demands_streaming(e: ValueError) -> bool:
+    # "Streaming is required for operations that may take longer than 10 minutes" (older SDKs: "Streaming is
+    # strongly recommended ..."): the SDK's own check of max_tokens against its non-streaming time limit.
+    return str(e).startswith("Streaming is")
 
 
 def _provider_error_type(body: object) -> str | None:
