@@ -377,3 +377,64 @@ def openai_stream_error(
     # Drop the normal ending (the finish chunk and [DONE]); the error chunk ends the stream.
     stream.events[-2:] = [(None, chunk)]
     return stream
+
+
+def anthropic_message_blocks(
+    content: list[dict[str, Any]],
+    *,
+    stop_reason: str = "end_turn",
+    usage: dict[str, Any] | None = None,
+    model: str = "claude-test",
+) -> Canned:
+    """A ``message`` body with the content blocks and usage object given as the API writes them."""
+    return Canned(
+        body={
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": usage or {"input_tokens": 10, "output_tokens": 5},
+        }
+    )
+
+
+def anthropic_block_stream(
+    blocks: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]]]],
+    *,
+    stop_reason: str = "end_turn",
+    start_usage: dict[str, Any] | None = None,
+    end_usage: dict[str, Any] | None = None,
+    model: str = "claude-test",
+) -> Canned:
+    """A streamed message from ``(content_block, deltas)`` pairs, as "Streaming Messages" documents the events.
+
+    Each block opens with ``content_block_start`` (the block as given), then one ``content_block_delta`` per
+    delta, then ``content_block_stop``; ``message_start`` carries ``start_usage``, ``message_delta`` ``end_usage``.
+    """
+    start = {
+        "type": "message",
+        "id": "msg_1",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": start_usage or {"input_tokens": 10, "output_tokens": 1},
+    }
+    events: list[tuple[str | None, Any]] = [("message_start", {"type": "message_start", "message": start})]
+    for index, (block, deltas) in enumerate(blocks):
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}))
+        for delta in deltas:
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    message_delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+        "usage": end_usage or {"output_tokens": 5},
+    }
+    events.append(("message_delta", message_delta))
+    events.append(("message_stop", {"type": "message_stop"}))
+    return Canned(events=events)

@@ -14,10 +14,16 @@ import pytest
 
 from perdure._exceptions import ModelHTTPError
 from perdure.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
-from perdure.models import ModelRequestParameters, StreamEvent
+from perdure.models import ModelRequestParameters, StreamEvent, ToolCallDelta
 from perdure.models.anthropic import AnthropicModel
 
-from .fake_server import FakeProviderServer, anthropic_message, anthropic_stream
+from .fake_server import (
+    FakeProviderServer,
+    anthropic_block_stream,
+    anthropic_message,
+    anthropic_message_blocks,
+    anthropic_stream,
+)
 
 
 def model_for(server: FakeProviderServer, name: str = "claude-test") -> AnthropicModel:
@@ -84,3 +90,71 @@ def test_an_error_in_the_stream_behind_a_large_request_is_a_model_http_error(ser
         request(model_for(server), ask("Write an essay."), settings={"max_tokens": 32000})
 
     assert (info.value.status_code, info.value.transient) == (529, True)
+
+
+# --- bug 3: input_json_delta of blocks that are not tool_use ------------------------------------------------
+
+# Provenance: the web search tool's documented stream ("Web search tool" → "Streaming"): a server_tool_use
+# block streams its input as input_json_delta exactly like a tool_use block, then the API's own result block.
+WEB_SEARCH_THEN_CALL = [
+    ({"type": "text", "text": ""}, [{"type": "text_delta", "text": "Let me search."}]),
+    (
+        {"type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": {}},
+        [
+            {"type": "input_json_delta", "partial_json": '{"query": "weather'},
+            {"type": "input_json_delta", "partial_json": ' Paris"}'},
+        ],
+    ),
+    (
+        {
+            "type": "web_search_tool_result",
+            "tool_use_id": "srvtoolu_01",
+            "content": [
+                {
+                    "type": "web_search_result",
+                    "title": "Paris weather",
+                    "url": "https://example.com/paris",
+                    "encrypted_content": "EqgfCioIARgBIiQ3YTAwMjY1Mi1mZjM5LTQ1NGUtODgxNC1kNjNjNTk1ZWI3Y2IS",
+                    "page_age": None,
+                }
+            ],
+        },
+        [],
+    ),
+    (
+        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}},
+        [
+            {"type": "input_json_delta", "partial_json": '{"city": '},
+            {"type": "input_json_delta", "partial_json": '"Paris"}'},
+        ],
+    ),
+]
+
+
+def test_a_server_tool_use_block_in_a_stream_is_not_a_tool_call(server: FakeProviderServer) -> None:
+    server.enqueue(anthropic_block_stream(WEB_SEARCH_THEN_CALL, stop_reason="tool_use"))
+
+    events, response = stream(model_for(server), ask("Weather in Paris?"))
+
+    assert {e.index for e in events if isinstance(e, ToolCallDelta)} == {3}
+    assert [(c.tool_name, c.tool_call_id, c.args_as_dict()) for c in response.tool_calls] == [
+        ("get_weather", "toolu_01", {"city": "Paris"})
+    ]
+    assert response.text == "Let me search."
+
+
+def test_a_server_tool_use_block_in_a_message_is_not_a_tool_call(server: FakeProviderServer) -> None:
+    server.enqueue(
+        anthropic_message_blocks(
+            [
+                {"type": "text", "text": "Let me search."},
+                {"type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": {"query": "Paris"}},
+                {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
+            ],
+            stop_reason="tool_use",
+        )
+    )
+
+    response = request(model_for(server), ask("Weather in Paris?"))
+
+    assert [c.tool_name for c in response.tool_calls] == ["get_weather"]

@@ -188,9 +188,10 @@ class AnthropicModel(Model):
         async with raw_events:
 
             async def events() -> AsyncGenerator[StreamEvent, None]:
+                block_types: dict[int, str] = {}
                 try:
                     async for raw in raw_events:
-                        for event in _stream_events(raw, streamed):
+                        for event in _stream_events(raw, streamed, block_types):
                             yield event
                 except anthropic.APIError as e:
                     raise self._http_error(e) from e
@@ -364,8 +365,13 @@ def _input_tokens(usage: Any) -> int:
     )
 
 
-def _stream_events(raw: Any, streamed: StreamedResponse) -> list[StreamEvent]:
-    """perdure events for one raw Messages stream event; the index is Anthropic's content block index."""
+def _stream_events(raw: Any, streamed: StreamedResponse, block_types: dict[int, str]) -> list[StreamEvent]:
+    """perdure events for one raw Messages stream event; the index is Anthropic's content block index.
+
+    ``block_types`` remembers each open block's type by index: a delta names only its index, and an
+    ``input_json_delta`` belongs to a function call only inside a ``tool_use`` block (``server_tool_use`` and
+    ``mcp_tool_use`` blocks stream their input the same way, for tools the API runs itself).
+    """
     kind = raw.type
     if kind == "message_start":
         message = raw.message
@@ -376,6 +382,7 @@ def _stream_events(raw: Any, streamed: StreamedResponse) -> list[StreamEvent]:
         )
     elif kind == "content_block_start":
         block = raw.content_block
+        block_types[raw.index] = block.type
         if block.type == "text" and block.text:
             return [TextDelta(raw.index, block.text)]
         if block.type == "tool_use":
@@ -384,7 +391,7 @@ def _stream_events(raw: Any, streamed: StreamedResponse) -> list[StreamEvent]:
         delta = raw.delta
         if delta.type == "text_delta":
             return [TextDelta(raw.index, delta.text)]
-        if delta.type == "input_json_delta":
+        if delta.type == "input_json_delta" and block_types.get(raw.index) == "tool_use":
             return [ToolCallDelta(raw.index, args_delta=delta.partial_json)]
     elif kind == "message_delta":
         if raw.delta.stop_reason:
