@@ -37,10 +37,11 @@ from ._exceptions import (
 )
 from ._loop import AgentRunResult
 from ._tools import Tool
+from .runs import PendingDecision, RunInfo, RunStatus, StepInfo
 from .usage import Usage, UsageLimits
 
 if TYPE_CHECKING:
-    from .local import DurableAgent, RunInfo
+    from .local import DurableAgent
 
 __version__ = "0.1.0"
 
@@ -54,12 +55,15 @@ __all__ = [
     "ModelHTTPError",
     "ModelRetry",
     "NonDeterminismError",
+    "PendingDecision",
     "PerdureError",
     "RunCancelled",
     "RunContext",
     "RunInProgress",
     "RunInfo",
+    "RunStatus",
     "RunWaiting",
+    "StepInfo",
     "Tool",
     "ToolError",
     "UnexpectedModelBehavior",
@@ -73,7 +77,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # The embedded engine is imported on first use, so `import perdure` stays fast for plain agents.
-    if name in ("DurableAgent", "RunInfo"):
+    if name == "DurableAgent":
         from . import local
 
         return getattr(local, name)

@@ -157,6 +157,11 @@ class Agent(Generic[DepsT, OutputT]):
         """The agent's function tools by name (read-only view)."""
         return dict(self._tools)
 
+    @property
+    def output_schema(self) -> OutputSchema:
+        """How the agent's output is asked for and validated (one output tool per type, or native)."""
+        return self._output
+
     def _add_tool(self, tool: Tool) -> None:
         if tool.name in self._tools:
             raise UserError(f"the agent already has a tool named {tool.name!r}; tool names must be unique")

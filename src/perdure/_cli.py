@@ -144,7 +144,7 @@ class _DBOSBackend(_Backend):
         self.where = f"DBOS {url}"
 
     def runs(self, status: str | None, agent: str | None, limit: int) -> list[Any]:
-        from .local._durable import RunInfo
+        from .runs import RunInfo
 
         return [RunInfo.from_json(d) for d in self.admin.list_runs(self.url, status, limit, agent=agent)]
 
@@ -160,7 +160,7 @@ class _DBOSBackend(_Backend):
         return out
 
     def show(self, run_id: str) -> Any:
-        from .local._durable import RunInfo
+        from .runs import RunInfo
 
         return RunInfo.from_json(self.admin.get_run(self.url, run_id))
 

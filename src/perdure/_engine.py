@@ -18,6 +18,7 @@ from ._ops import ModelStep, Step, StepResult, ToolStep, WaitStep
 from ._tools import ToolOutcome
 from .messages import ModelResponse
 from .models import Model, RetryConfig, request_with_retries
+from .usage import Usage
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -59,6 +60,13 @@ async def perform_tool_step(
     return outcome
 
 
+async def perform_tool_step_with_error(
+    agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None = None
+) -> tuple[ToolOutcome, Exception | None]:
+    """``perform_tool_step``, also returning the exception behind an ``error`` outcome (for its traceback)."""
+    return await _call_tool(agent, step, deps=deps, run_id=run_id, prompt=prompt)
+
+
 async def _call_tool(
     agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None
 ) -> tuple[ToolOutcome, Exception | None]:
@@ -87,7 +95,8 @@ async def _invoke_tool(
         step_key=step.key,
         idempotency_key=step.idempotency_key,
         retry=step.retry,
-        model_name="",
+        usage=Usage(**vars(step.usage)) if step.usage is not None else Usage(),
+        model_name=step.model_name,
     )
     try:
         value = await tool.call(tool.validate_args(step.args), ctx)

@@ -340,6 +340,8 @@ class AgentLoop(Generic[OutputT]):
                     side_effects=t.side_effects,
                     idempotency_key=f"{self.run.run_id}/{tool_key(self.turn, c.tool_call_id)}",
                     retry=self._tool_retries.get(t.name, 0),
+                    usage=Usage(**vars(self.usage)),
+                    model_name=self.model_name,
                 )
                 for c, t, a in to_run
             ]
@@ -466,13 +468,17 @@ class _Emit:
 
 
 Execute = Callable[[Step], Awaitable[StepResult]]
+ExecuteBatch = Callable[[list[Step]], Awaitable[Sequence[StepResult]]]
 
 
-async def drive(loop: AgentLoop[OutputT], execute: Execute) -> AgentRunResult[OutputT]:
+async def drive(
+    loop: AgentLoop[OutputT], execute: Execute, execute_batch: ExecuteBatch | None = None
+) -> AgentRunResult[OutputT]:
     """Run ``loop`` to the end, executing each operation with ``execute``.
 
-    A ``Batch`` runs concurrently; every step of it is awaited even when one fails (so the results that did
-    arrive are recorded), then the first error is raised.
+    A ``Batch`` goes to ``execute_batch`` whole when given (durable engines hand it to their store as one batch);
+    otherwise its steps run concurrently, every one awaited even when one fails (so the results that did arrive
+    are recorded), then the first error is raised.
     """
     import asyncio
 
@@ -484,7 +490,9 @@ async def drive(loop: AgentLoop[OutputT], execute: Execute) -> AgentRunResult[Ou
                 op = await gen.asend(to_send)
             except StopAsyncIteration:
                 break
-            if isinstance(op, Batch):
+            if isinstance(op, Batch) and execute_batch is not None:
+                to_send = list(await execute_batch(list(op.steps)))
+            elif isinstance(op, Batch):
                 results = await asyncio.gather(*(execute(s) for s in op.steps), return_exceptions=True)
                 for r in results:
                     if isinstance(r, BaseException):

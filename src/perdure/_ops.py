@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from ._tools import SideEffects, ToolOutcome
 from .messages import ModelMessage, ModelResponse
 from .models import ModelRequestParameters, ModelSettings
+from .usage import Usage
 
 __all__ = [
     "Batch",
@@ -92,6 +93,9 @@ class ToolStep:
     side_effects: SideEffects
     idempotency_key: str
     retry: int = 0
+    usage: Usage | None = field(default=None, compare=False)
+    """The run's usage when the model asked for this call (what ``ctx.usage`` shows the tool); not recorded."""
+    model_name: str = field(default="", compare=False)
     kind: Literal["tool"] = "tool"
 
     def describe(self) -> str:

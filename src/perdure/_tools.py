@@ -59,6 +59,8 @@ class ToolOutcome(BaseModel):
     value: Any = None
     message: str | None = None
     error_type: str | None = None
+    traceback: str | None = None
+    """``error``: the tool's formatted traceback, recorded so ``runs show`` can point at the user's line."""
 
 
 class Tool:

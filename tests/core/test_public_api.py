@@ -18,12 +18,15 @@ def test_all_is_pinned() -> None:
         "ModelHTTPError",
         "ModelRetry",
         "NonDeterminismError",
+        "PendingDecision",
         "PerdureError",
         "RunCancelled",
         "RunContext",
         "RunInProgress",
         "RunInfo",
+        "RunStatus",
         "RunWaiting",
+        "StepInfo",
         "Tool",
         "ToolError",
         "UnexpectedModelBehavior",
@@ -36,7 +39,7 @@ def test_all_is_pinned() -> None:
 
 
 def test_eager_names_are_importable() -> None:
-    lazy = {"DurableAgent", "RunInfo"}  # the embedded engine, imported on first use
+    lazy = {"DurableAgent"}  # the embedded engine, imported on first use
     for name in set(perdure.__all__) - lazy:
         assert getattr(perdure, name) is not None, name
 
@@ -62,3 +65,14 @@ def test_import_perdure_imports_no_engine_and_no_provider_sdk() -> None:
     assert not {m for m in loaded if m.startswith(("perdure.local", "perdure.models.openai"))}
     assert not {m for m in loaded if m.startswith(("perdure.models.anthropic", "perdure.temporal"))}
     assert not {m for m in loaded if m.startswith(("perdure.dbos", "perdure.prefect"))}
+
+
+def test_run_records_and_adapters_load_no_embedded_engine() -> None:
+    """The run records are the core's: importing them, or an adapter's module, loads neither sqlite3 nor
+    perdure.local (each adapter in its own interpreter)."""
+    for module in ("perdure.runs", "perdure.durable.base", "perdure.dbos", "perdure.temporal", "perdure.prefect"):
+        code = f"import json, sys; import {module}; from perdure import RunInfo; print(json.dumps(sorted(sys.modules)))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        loaded = set(json.loads(out.stdout))
+        assert not {"sqlite3", "_sqlite3"} & loaded or module in ("perdure.dbos", "perdure.prefect"), module
+        assert not {m for m in loaded if m.startswith("perdure.local")}, module

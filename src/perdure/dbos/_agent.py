@@ -34,9 +34,9 @@ from .._exceptions import (
 from .._loop import AgentRunResult, RunInput, drive
 from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep
 from .._tools import ToolOutcome
-from ..local._durable import RunInfo
 from ..messages import ModelMessage, ModelResponse
 from ..models import Model, ModelSettings
+from ..runs import RunInfo
 from ..usage import UsageLimits
 from ._codec import (
     STARTED_SUFFIX,

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from .._ops import step_kind
-from ..local._durable import PendingDecision, RunInfo, StepInfo
+from ..runs import PendingDecision, RunInfo, StepInfo
 from ..usage import Usage
 from ._codec import STARTED_SUFFIX, agent_of, error_record
 

@@ -10,7 +10,6 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .._agent import Agent
@@ -28,104 +27,24 @@ from .._exceptions import (
 from .._loop import AgentRunResult, RunInput, drive
 from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep, step_kind
 from .._tools import ToolOutcome
+from ..durable.codec import decode_input, decode_result, encode_input, encode_output, encode_result
+from ..durable.owner import is_dead_local_owner, this_owner
 from ..messages import ModelMessage
 from ..models import Model, ModelSettings
+from ..runs import PendingDecision, RunInfo, StepInfo
 from ..usage import Usage, UsageLimits
 from ._journal import FINAL_STATUSES, Durability, Journal, RunRow, StepRow, dumps, now
-from ._owner import is_dead_local_owner, this_owner
-from ._records import decode_input, decode_result, encode_input, encode_output, encode_result
 
 if TYPE_CHECKING:
     from ..observability.engine import RunAttempt
 
-__all__ = ["DurableAgent", "PendingDecision", "RunInfo", "StepInfo"]
+__all__ = ["DurableAgent"]
 
 DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
 DEFAULT_JOURNAL = "perdure.db"
 ENGINE = "local"
-
-
-@dataclass(frozen=True)
-class StepInfo:
-    """One recorded step: when it ran, in which attempt, and what it cost."""
-
-    key: str
-    kind: str
-    status: str
-    attempt: int
-    started_at: float
-    finished_at: float | None
-    input_tokens: int
-    output_tokens: int
-    describe: str
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.finished_at is None else self.finished_at - self.started_at
-
-    def replayed_in(self, attempts: int) -> list[int]:
-        """The later attempts that replayed this step instead of executing it."""
-        return list(range(self.attempt + 1, attempts + 1)) if self.status == "done" else []
-
-
-@dataclass(frozen=True)
-class PendingDecision:
-    """A call waiting for a human: an approval, or an at-most-once call whose outcome is unknown."""
-
-    run_id: str
-    tool_call_id: str
-    tool_name: str
-    args: dict[str, Any]
-    reason: str
-    key: str
-    since: float
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """A run as the journal knows it."""
-
-    run_id: str
-    agent: str
-    status: str
-    prompt: str | None
-    attempts: int
-    created_at: float
-    updated_at: float
-    finished_at: float | None
-    owner: str | None
-    lease_expires: float | None
-    fingerprint: str
-    usage: Usage
-    output: Any = None
-    error: dict[str, Any] | None = None
-    steps: list[StepInfo] = field(default_factory=list)
-    pending: list[PendingDecision] = field(default_factory=list)
-    trace_context: dict[str, str] | None = None
-    cancel_requested: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("steps", "pending", "usage")}
-        data["usage"] = {**self.usage.__dict__, "total_tokens": self.usage.total_tokens}
-        data["steps"] = [{**s.__dict__, "duration": s.duration} for s in self.steps]
-        data["pending"] = [p.__dict__ for p in self.pending]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunInfo:
-        """The inverse of ``to_json`` (for runs described by another engine's admin API)."""
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        usage = dict(data.get("usage") or {})
-        usage.pop("total_tokens", None)
-        fields["usage"] = Usage(**usage)
-        fields["steps"] = [
-            StepInfo(**{k: v for k, v in s.items() if k in StepInfo.__dataclass_fields__})
-            for s in data.get("steps") or []
-        ]
-        fields["pending"] = [PendingDecision(**p) for p in data.get("pending") or []]
-        return cls(**fields)
 
 
 class _Suspend(Exception):

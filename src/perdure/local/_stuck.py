@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ._durable import RunInfo, run_info_from_row
+from ..durable.owner import is_dead_local_owner
+from ..runs import RunInfo
+from ._durable import run_info_from_row
 from ._journal import Journal, RunRow, now
-from ._owner import is_dead_local_owner
 
 __all__ = ["StuckRun", "find_stuck", "stuck_runs"]
 

@@ -75,12 +75,12 @@ from .._exceptions import (
 )
 from .._loop import AgentRunResult, RunInput, drive
 from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, step_kind
-from ..local import PendingDecision, RunInfo, StepInfo
-from ..local._owner import is_dead_local_owner, this_owner
-from ..local._records import decode_input, encode_input, encode_output
+from ..durable.codec import decode_input, encode_input, encode_output
+from ..durable.owner import is_dead_local_owner, this_owner
 from ..messages import ModelMessage
 from ..models import ModelSettings
 from ..observability import engine as telemetry
+from ..runs import PendingDecision, RunInfo, StepInfo
 from ..usage import Usage, UsageLimits
 from . import _names as names
 from ._config import TaskConfig

@@ -39,7 +39,7 @@ from .._exceptions import (
 from .._loop import AgentRunResult
 from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep, model_key
 from .._tools import ToolOutcome
-from ..local._owner import this_owner
+from ..durable.owner import this_owner
 from ..messages import ModelResponse
 from ..models import Model
 from ..observability import engine as telemetry

@@ -41,10 +41,10 @@ from .._exceptions import (
 )
 from .._loop import AgentRunResult
 from .._ops import step_kind
-from ..local import PendingDecision, RunInfo, StepInfo
 from ..messages import ModelMessage
 from ..models import Model, ModelSettings
 from ..observability._spans import accept_run, run_started
+from ..runs import PendingDecision, RunInfo, StepInfo
 from ..usage import Usage, UsageLimits
 from ._activities import ConversationCache, make_activities
 from ._options import (
