@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint typecheck docs install clean
+.PHONY: test demo bench lint typecheck docs install clean dist
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[all,dev,bench]"
 	$(PY) bench/run.py
+
+# The wheel and the sdist, in dist/: `pip install "perdure[openai] @ file://$(CURDIR)/dist/perdure-<version>-py3-none-any.whl"`
+# installs this perdure into another project (tests/install builds and installs one the same way).
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -22,7 +22,10 @@ the model and ask it to try again.
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 from typing import Any
+from urllib.parse import unquote
 
 __all__ = [
     "AgentRunError",
@@ -74,10 +77,34 @@ class MissingExtra(UserError, ImportError):
 
     def __init__(self, extra: str, module: str) -> None:
         super().__init__(
-            f'{module!r} is not installed; it comes with perdure\'s {extra!r} extra: pip install "perdure[{extra}]"'
+            f"{module!r} is not installed; it comes with perdure's {extra!r} extra: {install_command(extra)}"
         )
         self.extra = extra
         self.name = module
+
+
+def install_command(extra: str) -> str:
+    """The pip command that adds ``extra`` to this perdure, installed from where this one was installed from.
+
+    perdure is not on a package index: it is installed from a checkout or a built wheel
+    (``pip install "perdure[openai] @ file:///path/to/perdure"``), and pip records that source in the
+    distribution's ``direct_url.json`` (PEP 610). ``pip install "perdure[extra]"`` alone would fail.
+    """
+    requirement = f'"perdure[{extra}]"'
+    try:
+        source = json.loads(importlib.metadata.distribution("perdure").read_text("direct_url.json") or "null")
+    except Exception:  # not installed as a distribution, or a record pip did not write: the plain form
+        source = None
+    if not isinstance(source, dict) or not isinstance(source.get("url"), str):
+        return f"pip install {requirement}"
+    url: str = source["url"]
+    if isinstance(source.get("dir_info"), dict) and source["dir_info"].get("editable"):
+        return f'pip install -e "{unquote(url.removeprefix("file://"))}[{extra}]"'
+    vcs = source.get("vcs_info")
+    if isinstance(vcs, dict):
+        revision = vcs.get("requested_revision") or vcs.get("commit_id")
+        url = f"{vcs.get('vcs', 'git')}+{url}" + (f"@{revision}" if revision else "")
+    return f'pip install "perdure[{extra}] @ {url}"'
 
 
 class AgentRunError(PerdureError):

@@ -1,6 +1,7 @@
 """Errors: one hierarchy, and run errors that survive a trip through JSON (a journal, another process)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,12 @@ from perdure import (
     UsageLimitExceeded,
     UserError,
 )
-from perdure._exceptions import error_from_record  # engines' helper; no public name yet
+from perdure._exceptions import (
+    error_from_record,  # engines' helper; no public name yet
+    install_command,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_hierarchy() -> None:
@@ -44,7 +50,12 @@ def test_hierarchy() -> None:
 
 def test_missing_extra_prints_the_install_command() -> None:
     error = MissingExtra("temporal", "temporalio")
-    assert 'pip install "perdure[temporal]"' in str(error)
+    # The command installs the extra from where this perdure came from (a checkout here; a wheel in tests/install).
+    assert str(error).endswith(f"extra: {install_command('temporal')}")
+    assert install_command("temporal") in (
+        f'pip install -e "{ROOT}[temporal]"',  # make install: an editable install of this checkout
+        f'pip install "perdure[temporal] @ {ROOT.as_uri()}"',
+    )
     assert error.name == "temporalio"
 
 

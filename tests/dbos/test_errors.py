@@ -12,6 +12,7 @@ import pytest
 
 from dbos import DBOS
 from perdure import Agent, ToolError, UserError
+from perdure._exceptions import install_command
 from perdure.dbos import DBOSAgent
 from perdure.messages import ModelMessage, ModelResponse, TextPart
 from perdure.models.function import AgentInfo, FunctionModel
@@ -122,7 +123,7 @@ def test_missing_extra_names_the_install_command() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == (
-        "MissingExtra 'dbos' is not installed; it comes with perdure's 'dbos' extra: pip install \"perdure[dbos]\""
+        f"MissingExtra 'dbos' is not installed; it comes with perdure's 'dbos' extra: {install_command('dbos')}"
     )
 
 

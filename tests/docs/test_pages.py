@@ -162,6 +162,14 @@ def test_commands_on_pages_exist(page: Path) -> None:
         check_mention(shlex.split(mention)[1:], f"{_page_id(page)}: `{mention}`")
 
 
+def test_commands_in_the_readme_exist() -> None:
+    readme = ROOT / "README.md"
+    for command in commands(readme):
+        check_command(command, readme)
+    for mention in mentions(readme):
+        check_mention(shlex.split(mention)[1:], f"README.md: `{mention}`")
+
+
 def check_mention(words: list[str], where: str) -> None:
     """The command exists, and so does every option it names."""
     import argparse
@@ -183,7 +191,7 @@ def check_mention(words: list[str], where: str) -> None:
 
 def check_command(command: str, page: Path) -> None:
     words = shlex.split(command, comments=True)
-    where = f"{_page_id(page)}: `{command}`"
+    where = f"{page.relative_to(ROOT)}: `{command}`"
     program, args = words[0], words[1:]
     if program == "perdure":
         parse_perdure(args, where)
@@ -200,6 +208,8 @@ def check_command(command: str, page: Path) -> None:
         assert (ROOT / target).exists() or any(EXAMPLES.rglob(target)), where
     elif program == "make":
         makefile = (ROOT / "Makefile").read_text()
+        if args[:1] == ["-C"]:  # make -C /path/to/perdure dist: this checkout's Makefile
+            args = args[2:]
         for target in args:
             assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"{where}: no make target {target}"
     elif program in ("temporal", "prefect"):
@@ -225,9 +235,17 @@ def _extras() -> set[str]:
     return set(data["project"]["optional-dependencies"])
 
 
-def check_requirement(requirement: str, where: str) -> None:
-    m = re.fullmatch(r"perdure(?:\[([\w,]+)\])?", requirement)
+def check_requirement(requirement: str, where: str, *, source_required: bool = True) -> None:
+    """A package perdure's extras install, or perdure itself: with an extra that exists and, since perdure is on
+    no package index, from a checkout or a wheel built by ``make dist`` (tests/install installs both that way)."""
+    m = re.fullmatch(r"perdure(?:\[([\w,]+)\])?(?: @ (\S+))?", requirement)
+    if m and m.group(2) is None and source_required:
+        pytest.fail(f"{where}: perdure is on no package index; install it @ file:///path/to/perdure (a checkout)")
     if m:
+        version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        wheel = f"file:///path/to/perdure/dist/perdure-{version}-py3-none-any.whl"
+        sources = ("file:///path/to/perdure", wheel, None if not source_required else "")
+        assert m.group(2) in sources, f"{where}: install from a checkout or from {wheel}"
         unknown = set((m.group(1) or "").split(",")) - _extras() - {""}
         assert not unknown, f"{where}: perdure has no extra {unknown}"
         return
