@@ -13,8 +13,17 @@ from typing import Any
 import pytest
 
 from perdure._exceptions import ModelHTTPError
-from perdure.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
-from perdure.models import ModelRequestParameters, StreamEvent, ToolCallDelta
+from perdure.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from perdure.models import ModelRequestParameters, StreamEvent, ThinkingDelta, ToolCallDelta, ToolDefinition
 from perdure.models.anthropic import AnthropicModel
 
 from .fake_server import (
@@ -23,6 +32,18 @@ from .fake_server import (
     anthropic_message,
     anthropic_message_blocks,
     anthropic_stream,
+)
+
+WEATHER = ToolDefinition(
+    name="get_weather",
+    description="The weather in a city.",
+    parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+FINAL = ToolDefinition(
+    name="final_result",
+    description="The answer.",
+    parameters_json_schema={"type": "object", "properties": {"answer": {"type": "string"}}},
+    kind="output",
 )
 
 
@@ -158,3 +179,150 @@ def test_a_server_tool_use_block_in_a_message_is_not_a_tool_call(server: FakePro
     response = request(model_for(server), ask("Weather in Paris?"))
 
     assert [c.tool_name for c in response.tool_calls] == ["get_weather"]
+
+
+# --- extended thinking --------------------------------------------------------------------------------------
+
+# Provenance: "Extended thinking" → "How extended thinking works" (a thinking block with its signature before the
+# text) and "Thinking redaction" (a redacted_thinking block carrying encrypted data); signatures are opaque
+# base64 strings of the documented shape.
+SIGNATURE = "WaUjzkypQ2mUEVM36O2TxuC06KN8xyfbJwyem2dw3URve/op91XWHOEBLLqIOMfFG/UvLEczmEsUjavL3zaDQ=="
+REDACTED = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB9URj2pLmN3kF8="
+THINKING_THEN_CALL = [
+    {
+        "type": "thinking",
+        "thinking": "The user wants Paris weather; I should call get_weather.",
+        "signature": SIGNATURE,
+    },
+    {"type": "redacted_thinking", "data": REDACTED},
+    {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
+]
+
+
+def test_thinking_budget_turns_on_extended_thinking(server: FakeProviderServer) -> None:
+    server.enqueue(anthropic_message_blocks(THINKING_THEN_CALL, stop_reason="tool_use"))
+    params = ModelRequestParameters([WEATHER], output_tools=[FINAL], allow_text_output=False)
+
+    response = request(model_for(server), ask("Weather in Paris?"), {"thinking_budget": 2048}, params)
+
+    assert response.parts == [
+        ThinkingPart(
+            content="The user wants Paris weather; I should call get_weather.",
+            signature=SIGNATURE,
+            provider_name="anthropic",
+        ),
+        ThinkingPart(signature=REDACTED, redacted=True, provider_name="anthropic"),
+        ToolCallPart(tool_name="get_weather", args={"city": "Paris"}, tool_call_id="toolu_01"),
+    ]
+    assert response.thinking == "The user wants Paris weather; I should call get_weather."
+    body = server.last_body
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body["max_tokens"] == 2048 + 4096  # room for the answer beyond the thinking budget
+    # The API refuses tool_choice "any" with thinking on: the model is left to choose.
+    assert "tool_choice" not in body
+
+
+@pytest.mark.parametrize(("budget", "config"), [(0, {"type": "disabled"}), (-1, {"type": "adaptive"}), (1024, None)])
+def test_thinking_budget_values(server: FakeProviderServer, budget: int, config: dict[str, Any] | None) -> None:
+    server.enqueue(anthropic_message("ok"))
+
+    request(model_for(server), ask("hi"), {"thinking_budget": budget, "max_tokens": 3000})
+
+    assert server.last_body["thinking"] == (config or {"type": "enabled", "budget_tokens": budget})
+    assert server.last_body["max_tokens"] == 3000
+
+
+def test_thinking_goes_back_signed_before_the_tool_use_blocks(server: FakeProviderServer) -> None:
+    server.enqueue(anthropic_message_blocks(THINKING_THEN_CALL, stop_reason="tool_use"), anthropic_message("Sunny."))
+    model = model_for(server)
+    params = ModelRequestParameters([WEATHER])
+    first = request(model, ask("Weather in Paris?"), {"thinking_budget": 2048}, params)
+
+    history: list[ModelMessage] = [
+        *ask("Weather in Paris?"),
+        first,
+        ModelRequest(parts=[ToolReturnPart(tool_name="get_weather", content="sunny", tool_call_id="toolu_01")]),
+    ]
+    request(model, history, {"thinking_budget": 2048}, params)
+
+    assistant = server.last_body["messages"][1]
+    assert assistant == {"role": "assistant", "content": THINKING_THEN_CALL}
+
+
+def test_another_providers_reasoning_is_not_sent_to_anthropic(server: FakeProviderServer) -> None:
+    server.enqueue(anthropic_message("ok"))
+    history: list[ModelMessage] = [
+        *ask("hi"),
+        ModelResponse(
+            parts=[
+                ThinkingPart(content="deepseek reasoning", provider_name="openai"),
+                ThinkingPart(content="gemini thought", signature="c2ln", provider_name="google"),
+                ThinkingPart(content="unsigned", provider_name="anthropic"),
+                TextPart(content="hello"),
+            ]
+        ),
+        *ask("again"),
+    ]
+
+    request(model_for(server), history)
+
+    assert server.last_body["messages"][1] == {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}
+
+
+# Provenance: "Extended thinking" → "Streaming thinking": the thinking block opens empty, its text arrives as
+# thinking_delta events and its signature as one signature_delta just before content_block_stop.
+def thinking_stream() -> Any:
+    return anthropic_block_stream(
+        [
+            (
+                {"type": "thinking", "thinking": ""},
+                [
+                    {"type": "thinking_delta", "thinking": "Paris weather: "},
+                    {"type": "thinking_delta", "thinking": "call the tool."},
+                    {"type": "signature_delta", "signature": SIGNATURE},
+                ],
+            ),
+            ({"type": "redacted_thinking", "data": REDACTED}, []),
+            (
+                {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}},
+                [{"type": "input_json_delta", "partial_json": '{"city": "Paris"}'}],
+            ),
+        ],
+        stop_reason="tool_use",
+    )
+
+
+def test_streamed_thinking_is_assembled_and_sent_back(server: FakeProviderServer) -> None:
+    server.enqueue(thinking_stream(), anthropic_stream(["Sunny."]))
+    model = model_for(server)
+    params = ModelRequestParameters([WEATHER])
+
+    events, first = stream(model, ask("Weather in Paris?"), {"thinking_budget": 2048}, params)
+
+    assert [e.content for e in events if isinstance(e, ThinkingDelta)] == [
+        "",
+        "Paris weather: ",
+        "call the tool.",
+        "",
+        "",
+    ]
+    assert first.parts[:2] == [
+        ThinkingPart(content="Paris weather: call the tool.", signature=SIGNATURE, provider_name="anthropic"),
+        ThinkingPart(signature=REDACTED, redacted=True, provider_name="anthropic"),
+    ]
+    assert first.tool_calls[0].args_as_dict() == {"city": "Paris"}
+
+    history: list[ModelMessage] = [
+        *ask("Weather in Paris?"),
+        first,
+        ModelRequest(parts=[ToolReturnPart(tool_name="get_weather", content="sunny", tool_call_id="toolu_01")]),
+    ]
+    _, second = stream(model, history, {"thinking_budget": 2048}, params)
+
+    assert second.text == "Sunny."
+    assert server.last_body["stream"] is True
+    assert server.last_body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "Paris weather: call the tool.", "signature": SIGNATURE},
+        {"type": "redacted_thinking", "data": REDACTED},
+        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
+    ]

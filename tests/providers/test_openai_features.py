@@ -12,11 +12,20 @@ from typing import Any
 import pytest
 
 from perdure._exceptions import ModelHTTPError
-from perdure.messages import ModelMessage, ModelRequest, ModelResponse, UserPromptPart
-from perdure.models import ModelRequestParameters, RetryConfig, StreamEvent, request_with_retries
+from perdure.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from perdure.models import ModelRequestParameters, RetryConfig, StreamEvent, ThinkingDelta, request_with_retries
 from perdure.models.openai import OpenAIModel
 
-from .fake_server import FakeProviderServer, openai_stream_error
+from .fake_server import Canned, FakeProviderServer, openai_completion, openai_stream, openai_stream_error
 
 
 def model_for(server: FakeProviderServer, name: str = "gpt-test", **options: Any) -> OpenAIModel:
@@ -25,6 +34,16 @@ def model_for(server: FakeProviderServer, name: str = "gpt-test", **options: Any
 
 def ask(prompt: str) -> list[ModelMessage]:
     return [ModelRequest(parts=[UserPromptPart(content=prompt)])]
+
+
+def request(
+    model: OpenAIModel, messages: list[ModelMessage], settings: Any = None, params: Any = None
+) -> ModelResponse:
+    async def go() -> ModelResponse:
+        async with model:
+            return await model.request(messages, settings, params or ModelRequestParameters())
+
+    return asyncio.run(go())
 
 
 def stream(
@@ -115,11 +134,96 @@ def test_an_error_code_or_type_inside_a_stream_gives_its_status(
 
 
 def test_a_transient_stream_error_is_retried_then_answers(server: FakeProviderServer) -> None:
-    from .fake_server import openai_stream
-
     server.enqueue(openai_stream_error({"code": 503, "message": "No instances available"}), openai_stream(["ok"]))
 
     response = streamed_with_retries(model_for(server), ask("hi"))
 
     assert response.text == "ok"
     assert len(server.requests) == 2
+
+
+# --- reasoning ----------------------------------------------------------------------------------------------
+
+
+def completion_with(message: dict[str, Any], usage: dict[str, Any] | None = None, model: str = "gpt-test") -> Canned:
+    return Canned(
+        body={
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage or {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
+    )
+
+
+def test_reasoning_effort_is_sent(server: FakeProviderServer) -> None:
+    server.enqueue(openai_completion("ok"))
+
+    request(model_for(server), ask("hi"), {"reasoning_effort": "high"})
+
+    assert server.last_body["reasoning_effort"] == "high"
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_text_of_compatible_servers_is_kept_as_thinking(server: FakeProviderServer, field: str) -> None:
+    # Provenance: DeepSeek's reasoning model ("Reasoning Model" guide) returns the chain of thought as
+    # message.reasoning_content beside content, as vLLM and LM Studio do; OpenRouter and Ollama name it reasoning.
+    server.enqueue(
+        completion_with({"role": "assistant", "content": "9.11 < 9.8", field: "Compare the decimals: 0.11 < 0.8."})
+    )
+
+    response = request(model_for(server, provider_name="deepseek"), ask("9.11 or 9.8?"))
+
+    assert response.parts == [
+        ThinkingPart(content="Compare the decimals: 0.11 < 0.8.", provider_name="deepseek"),
+        TextPart(content="9.11 < 9.8"),
+    ]
+
+
+def test_streamed_reasoning_content_comes_before_the_answer(server: FakeProviderServer) -> None:
+    # Provenance: DeepSeek's streamed reasoning: delta.reasoning_content chunks first, then delta.content chunks.
+    canned = openai_stream(["9.11 ", "< 9.8"])
+    assert canned.events is not None
+    reasoning = [
+        (
+            None,
+            {
+                **canned.events[1][1],
+                "choices": [{"index": 0, "delta": {"reasoning_content": piece}, "finish_reason": None}],
+            },
+        )
+        for piece in ("Compare ", "the decimals.")
+    ]
+    canned.events[1:1] = reasoning
+    server.enqueue(canned)
+
+    events, response = stream(model_for(server), ask("9.11 or 9.8?"))
+
+    assert [e.content for e in events if isinstance(e, ThinkingDelta)] == ["Compare ", "the decimals."]
+    assert response.parts == [
+        ThinkingPart(content="Compare the decimals.", provider_name="openai"),
+        TextPart(content="9.11 < 9.8"),
+    ]
+
+
+def test_reasoning_is_sent_back_only_when_asked(server: FakeProviderServer) -> None:
+    history: list[ModelMessage] = [
+        *ask("Weather?"),
+        ModelResponse(
+            parts=[
+                ThinkingPart(content="Call the tool.", provider_name="openai"),
+                ThinkingPart(content="not ours", signature="x", provider_name="anthropic"),
+                ToolCallPart(tool_name="get_weather", args={"city": "Paris"}, tool_call_id="call_1"),
+            ]
+        ),
+        ModelRequest(parts=[ToolReturnPart(tool_name="get_weather", content="sunny", tool_call_id="call_1")]),
+    ]
+    server.enqueue(openai_completion("Sunny."), openai_completion("Sunny."))
+
+    request(model_for(server), history)
+    assert "reasoning_content" not in server.last_body["messages"][1]
+
+    request(model_for(server, send_reasoning=True), history)
+    assert server.last_body["messages"][1]["reasoning_content"] == "Call the tool."

@@ -25,9 +25,11 @@ from ..messages import (
     ModelMessage,
     ModelRequest,
     ModelResponse,
+    ModelResponsePart,
     RetryPromptPart,
     SystemPromptPart,
     TextPart,
+    ThinkingPart,
     ToolCallPart,
     ToolReturnPart,
     UserPromptPart,
@@ -40,6 +42,7 @@ from . import (
     StreamedResponse,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     ToolDefinition,
     http_error_is_transient,
@@ -57,6 +60,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 __all__ = ["AnthropicModel"]
 
 DEFAULT_MAX_TOKENS = 4096
+PROVIDER = "anthropic"
+"""The ``provider_name`` of the thinking parts this module writes: only Anthropic can check their signatures."""
 """The Messages API requires ``max_tokens``; this is sent when ``ModelSettings`` has none."""
 
 _PLACEHOLDER_KEY = "not-needed"
@@ -227,17 +232,23 @@ class AnthropicModel(Model):
     ) -> dict[str, Any]:
         settings = settings or {}
         system, chat = _anthropic_messages(messages)
-        kwargs: dict[str, Any] = {
-            "model": self._model_name,
-            "max_tokens": settings.get("max_tokens", DEFAULT_MAX_TOKENS),
-            "messages": chat,
-        }
+        thinking = _thinking_config(settings)
+        max_tokens = settings.get("max_tokens", DEFAULT_MAX_TOKENS)
+        if thinking is not None and "budget_tokens" in thinking and "max_tokens" not in settings:
+            # Thinking tokens count toward max_tokens, which must exceed the budget: leave room for the answer.
+            max_tokens = thinking["budget_tokens"] + DEFAULT_MAX_TOKENS
+        kwargs: dict[str, Any] = {"model": self._model_name, "max_tokens": max_tokens, "messages": chat}
         if system:
             kwargs["system"] = system
+        if thinking is not None:
+            kwargs["thinking"] = thinking
         tools = [_tool(tool) for tool in params.tools]
         if tools:
             kwargs["tools"] = tools
-            must_call = not params.allow_text_output and params.native_output is None
+            # With thinking on, the API accepts only tool_choice auto (or none): a model that must call a tool
+            # is asked to in the output tool's description and, failing that, by the loop's retry prompt.
+            thinks = thinking is not None and thinking["type"] != "disabled"
+            must_call = not params.allow_text_output and params.native_output is None and not thinks
             tool_choice: dict[str, Any] = {"type": "any" if must_call else "auto"}
             if settings.get("parallel_tool_calls") is False:
                 tool_choice["disable_parallel_tool_use"] = True
@@ -260,12 +271,16 @@ class AnthropicModel(Model):
     # --- Messages API → perdure -------------------------------------------------------------------------
 
     def _parse_message(self, message: Any) -> ModelResponse:
-        parts: list[TextPart | ToolCallPart] = []
+        parts: list[ModelResponsePart] = []
         for block in message.content:
             if block.type == "text":
                 parts.append(TextPart(content=block.text))
             elif block.type == "tool_use":
                 parts.append(ToolCallPart(tool_name=block.name, args=dict(block.input), tool_call_id=block.id))
+            elif block.type == "thinking":
+                parts.append(ThinkingPart(content=block.thinking, signature=block.signature, provider_name=PROVIDER))
+            elif block.type == "redacted_thinking":
+                parts.append(ThinkingPart(signature=block.data, redacted=True, provider_name=PROVIDER))
         return ModelResponse(
             parts=parts,
             usage=RequestUsage(input_tokens=_input_tokens(message.usage), output_tokens=message.usage.output_tokens),
@@ -327,6 +342,12 @@ def _anthropic_messages(messages: list[ModelMessage]) -> tuple[str, list[dict[st
                 if isinstance(response_part, TextPart):
                     if response_part.content:
                         blocks.append({"type": "text", "text": response_part.content})
+                elif isinstance(response_part, ThinkingPart):
+                    # Thinking goes back unmodified, in its place before the tool_use blocks (the API checks the
+                    # signature, and requires the last assistant turn's thinking when thinking is on). Another
+                    # provider's reasoning, or reasoning without a signature, cannot be verified: left out.
+                    if response_part.provider_name == PROVIDER and response_part.signature:
+                        blocks.append(_thinking_block(response_part))
                 else:
                     blocks.append(
                         {
@@ -340,6 +361,24 @@ def _anthropic_messages(messages: list[ModelMessage]) -> tuple[str, list[dict[st
     instructions = _last_instructions(messages)
     system = "\n\n".join([*system_parts, *([instructions] if instructions else [])])
     return system, out
+
+
+def _thinking_block(part: ThinkingPart) -> dict[str, Any]:
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.signature}
+    return {"type": "thinking", "thinking": part.content, "signature": part.signature}
+
+
+def _thinking_config(settings: ModelSettings) -> dict[str, Any] | None:
+    """The ``thinking`` parameter for ``thinking_budget``: tokens, 0 (off) or -1 (adaptive: the model decides)."""
+    if "thinking_budget" not in settings:
+        return None
+    budget = settings["thinking_budget"]
+    if budget == 0:
+        return {"type": "disabled"}
+    if budget < 0:
+        return {"type": "adaptive"}
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 def _tool_input(call: ToolCallPart) -> dict[str, Any]:
@@ -387,12 +426,24 @@ def _stream_events(raw: Any, streamed: StreamedResponse, block_types: dict[int, 
             return [TextDelta(raw.index, block.text)]
         if block.type == "tool_use":
             return [ToolCallDelta(raw.index, tool_name=block.name, tool_call_id=block.id)]
+        if block.type == "thinking":
+            # The block opens empty (the documented start has "thinking": "" and no signature yet); its text
+            # and signature arrive as deltas.
+            text = getattr(block, "thinking", None) or ""
+            signature = getattr(block, "signature", None) or None
+            return [ThinkingDelta(raw.index, text, signature=signature, provider_name=PROVIDER)]
+        if block.type == "redacted_thinking":
+            return [ThinkingDelta(raw.index, signature=block.data, redacted=True, provider_name=PROVIDER)]
     elif kind == "content_block_delta":
         delta = raw.delta
         if delta.type == "text_delta":
             return [TextDelta(raw.index, delta.text)]
         if delta.type == "input_json_delta" and block_types.get(raw.index) == "tool_use":
             return [ToolCallDelta(raw.index, args_delta=delta.partial_json)]
+        if delta.type == "thinking_delta":
+            return [ThinkingDelta(raw.index, delta.thinking, provider_name=PROVIDER)]
+        if delta.type == "signature_delta":
+            return [ThinkingDelta(raw.index, signature=delta.signature, provider_name=PROVIDER)]
     elif kind == "message_delta":
         if raw.delta.stop_reason:
             streamed.finish_reason = raw.delta.stop_reason

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..messages import ModelMessage, ModelResponse, TextPart
+from ..messages import ModelMessage, ModelResponse, ToolCallPart
 from ..usage import RequestUsage
 from . import (
     Model,
@@ -65,7 +65,7 @@ def estimate_usage(messages: list[ModelMessage], response: ModelResponse) -> Req
     for m in messages:
         for p in m.parts:
             inp += words(getattr(p, "content", "")) + words(getattr(p, "args", ""))
-    out = sum(words(p.content) if isinstance(p, TextPart) else words(p.args_as_json_str()) for p in response.parts)
+    out = sum(words(p.args_as_json_str()) if isinstance(p, ToolCallPart) else words(p.content) for p in response.parts)
     return RequestUsage(input_tokens=50 + inp, output_tokens=out)
 
 

@@ -26,9 +26,11 @@ from ..messages import (
     ModelMessage,
     ModelRequest,
     ModelResponse,
+    ModelResponsePart,
     RetryPromptPart,
     SystemPromptPart,
     TextPart,
+    ThinkingPart,
     ToolCallPart,
     ToolReturnPart,
     UserPromptPart,
@@ -41,6 +43,7 @@ from . import (
     StreamedResponse,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     ToolDefinition,
     http_error_is_transient,
@@ -67,6 +70,11 @@ class OpenAIModel(Model):
     placeholder key is sent (local servers ignore it). Pass ``client`` to use your own ``openai.AsyncOpenAI``
     (it stays yours to close). ``provider_name`` is what observability reports as the GenAI system.
 
+    Reasoning that compatible servers return beside the answer (``reasoning_content``: DeepSeek, vLLM, LM
+    Studio; ``reasoning``: OpenRouter, Ollama) is kept in the history as a ``ThinkingPart``. It is not sent back
+    unless ``send_reasoning=True``, which puts it in the assistant message's ``reasoning_content`` (DeepSeek's
+    thinking mode asks for it during tool calls; other servers reject or ignore it).
+
     Without ``client``, the model opens one SDK client per event loop and closes it when that loop shuts down
     (``asyncio.run`` finalizes it), so a model can serve many ``asyncio.run`` calls; ``await model.close()``
     closes the current loop's client earlier.
@@ -80,9 +88,11 @@ class OpenAIModel(Model):
         api_key: str | None = None,
         client: Any = None,
         provider_name: str = "openai",
+        send_reasoning: bool = False,
     ) -> None:
         self._model_name = model_name
         self._provider_name = provider_name
+        self._send_reasoning = send_reasoning
         self._base_url = base_url
         self._api_key: str | None = None
         self._fixed_client: Any = None
@@ -164,7 +174,7 @@ class OpenAIModel(Model):
             async def events() -> AsyncGenerator[StreamEvent, None]:
                 try:
                     async for chunk in chunks:
-                        for event in _chunk_events(chunk, streamed):
+                        for event in _chunk_events(chunk, streamed, self._provider_name):
                             yield event
                 except openai.APIError as e:
                     raise self._http_error(e) from e
@@ -197,7 +207,10 @@ class OpenAIModel(Model):
         self, messages: list[ModelMessage], settings: ModelSettings | None, params: ModelRequestParameters
     ) -> dict[str, Any]:
         settings = settings or {}
-        kwargs: dict[str, Any] = {"model": self._model_name, "messages": _chat_messages(messages)}
+        kwargs: dict[str, Any] = {
+            "model": self._model_name,
+            "messages": _chat_messages(messages, self._provider_name if self._send_reasoning else None),
+        }
         tools = [_function_tool(tool) for tool in params.tools]
         if tools:
             kwargs["tools"] = tools
@@ -217,6 +230,8 @@ class OpenAIModel(Model):
                 kwargs[name] = value
         if "stop_sequences" in settings:
             kwargs["stop"] = settings["stop_sequences"]
+        if "reasoning_effort" in settings:
+            kwargs["reasoning_effort"] = settings["reasoning_effort"]
         return kwargs
 
     # --- Chat Completions → perdure ---------------------------------------------------------------------
@@ -228,7 +243,10 @@ class OpenAIModel(Model):
             )
         choice = completion.choices[0]
         message = choice.message
-        parts: list[TextPart | ToolCallPart] = []
+        parts: list[ModelResponsePart] = []
+        reasoning = _reasoning_text(message)
+        if reasoning:
+            parts.append(ThinkingPart(content=reasoning, provider_name=self._provider_name))
         if message.content:
             parts.append(TextPart(content=message.content))
         for call in message.tool_calls or ():
@@ -249,7 +267,8 @@ class OpenAIModel(Model):
         return _http_error(e, provider=self._provider_name, model_name=self._model_name, base_url=self.base_url)
 
 
-def _chat_messages(messages: list[ModelMessage]) -> list[dict[str, Any]]:
+def _chat_messages(messages: list[ModelMessage], send_reasoning_of: str | None = None) -> list[dict[str, Any]]:
+    """Chat messages; with ``send_reasoning_of``, that provider's reasoning goes back as ``reasoning_content``."""
     out: list[dict[str, Any]] = []
     instructions = _last_instructions(messages)
     if instructions:
@@ -303,6 +322,14 @@ def _chat_messages(messages: list[ModelMessage]) -> list[dict[str, Any]]:
                 assistant["tool_calls"] = calls
             elif not texts:
                 assistant["content"] = ""
+            if send_reasoning_of is not None:
+                reasoning = [
+                    p.content
+                    for p in message.parts
+                    if isinstance(p, ThinkingPart) and p.content and p.provider_name == send_reasoning_of
+                ]
+                if reasoning:
+                    assistant["reasoning_content"] = "\n\n".join(reasoning)
             out.append(assistant)
     return out
 
@@ -321,8 +348,18 @@ def _response_format(output: ToolDefinition) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": schema}
 
 
-def _chunk_events(chunk: Any, streamed: StreamedResponse) -> list[StreamEvent]:
-    """The events in one streamed chunk; text is index 0, the i-th tool call index 1 + i."""
+def _reasoning_text(message: Any) -> str | None:
+    """The reasoning a compatible server sent beside the content (the SDK keeps such unknown fields)."""
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(message, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _chunk_events(chunk: Any, streamed: StreamedResponse, provider_name: str) -> list[StreamEvent]:
+    """The events in one streamed chunk; reasoning is index -1 (it precedes the answer), text is index 0, the
+    i-th tool call index 1 + i."""
     if chunk.model:
         streamed.model_name = chunk.model
     if chunk.usage is not None:
@@ -332,6 +369,9 @@ def _chunk_events(chunk: Any, streamed: StreamedResponse) -> list[StreamEvent]:
         if choice.index != 0:
             continue
         delta = choice.delta
+        reasoning = _reasoning_text(delta)
+        if reasoning:
+            events.append(ThinkingDelta(-1, reasoning, provider_name=provider_name))
         if delta.content:
             events.append(TextDelta(0, delta.content))
         for call in delta.tool_calls or ():
