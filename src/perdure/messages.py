@@ -10,16 +10,24 @@ into JSON and back, so a conversation can be stored and passed as ``message_hist
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import mimetypes
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
 
 from .usage import RequestUsage
 
 __all__ = [
+    "AudioUrl",
+    "BinaryContent",
+    "DocumentUrl",
+    "ImageUrl",
     "ModelMessage",
     "ModelMessagesTypeAdapter",
     "ModelRequest",
@@ -32,6 +40,7 @@ __all__ = [
     "ThinkingPart",
     "ToolCallPart",
     "ToolReturnPart",
+    "UserContent",
     "UserPromptPart",
 ]
 
@@ -51,11 +60,113 @@ class SystemPromptPart(_Part):
     part_kind: Literal["system-prompt"] = "system-prompt"
 
 
-class UserPromptPart(_Part):
-    """What the user asked."""
+def _bytes_from(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):  # how the bytes travel in JSON, and come back from a journal or a history file
+        return base64.b64decode(value, validate=True)
+    raise ValueError(f"expected bytes or a base64 string, not {type(value).__name__}")
 
-    content: str
+
+Base64Bytes = Annotated[
+    bytes,
+    PlainValidator(_bytes_from),
+    PlainSerializer(lambda data: base64.b64encode(data).decode("ascii"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+"""Bytes in Python, a base64 string in JSON (pydantic's default would be UTF-8 text, which binary is not)."""
+
+
+def _guess_media_type(url: str) -> str | None:
+    return mimetypes.guess_type(url.split("?", 1)[0].split("#", 1)[0])[0]
+
+
+class _FileUrl(_Part):
+    url: str
+    media_type: str | None = None
+    """The MIME type; guessed from the URL's extension when not given (some providers need it)."""
+
+    @property
+    def resolved_media_type(self) -> str | None:
+        return self.media_type or _guess_media_type(self.url)
+
+
+class ImageUrl(_FileUrl):
+    """An image the model fetches from a URL (``https://`` or a ``data:`` URL)."""
+
+    kind: Literal["image-url"] = "image-url"
+
+
+class DocumentUrl(_FileUrl):
+    """A document (a PDF, usually) the model fetches from a URL."""
+
+    kind: Literal["document-url"] = "document-url"
+
+
+class AudioUrl(_FileUrl):
+    """Audio the model fetches from a URL (only some providers take audio by URL)."""
+
+    kind: Literal["audio-url"] = "audio-url"
+
+
+class BinaryContent(_Part):
+    """A file sent inline: an image, a PDF, audio. ``data`` is bytes (base64 in JSON).
+
+    ``BinaryContent.from_path("chart.png")`` reads a file and guesses its media type.
+    """
+
+    data: Base64Bytes
+    media_type: str
+    kind: Literal["binary"] = "binary"
+
+    @classmethod
+    def from_path(cls, path: str | Path, media_type: str | None = None) -> BinaryContent:
+        path = Path(path)
+        media_type = media_type or mimetypes.guess_type(path.name)[0]
+        if media_type is None:
+            raise ValueError(f"cannot tell the media type of {str(path)!r}; pass media_type=...")
+        return cls(data=path.read_bytes(), media_type=media_type)
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type.startswith("image/")
+
+    @property
+    def is_audio(self) -> bool:
+        return self.media_type.startswith("audio/")
+
+    @property
+    def is_document(self) -> bool:
+        return not (self.is_image or self.is_audio or self.media_type.startswith("video/"))
+
+    @property
+    def identifier(self) -> str:
+        """A short content hash: the same bytes always get the same name (tool results refer to files by it)."""
+        return hashlib.sha256(self.data).hexdigest()[:12]
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+MultiModalContent = Annotated[ImageUrl | DocumentUrl | AudioUrl | BinaryContent, Field(discriminator="kind")]
+"""A file in a prompt or a tool result."""
+
+UserContent = str | MultiModalContent
+"""One item of a prompt made of parts: text, or a file."""
+
+
+class UserPromptPart(_Part):
+    """What the user asked: text, or a list of text and files (``ImageUrl``, ``BinaryContent``, ...)."""
+
+    content: str | list[UserContent]
     part_kind: Literal["user-prompt"] = "user-prompt"
+
+    @property
+    def text(self) -> str:
+        """The text of the prompt, files left out."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(item for item in self.content if isinstance(item, str))
 
 
 class ToolReturnPart(_Part):

@@ -23,6 +23,7 @@ from ..usage import RequestUsage
 
 __all__ = [
     "KNOWN_PROVIDERS",
+    "OPENAI_COMPATIBLE_PRESETS",
     "Model",
     "ModelRequestParameters",
     "ModelSettings",
@@ -298,12 +299,56 @@ async def request_with_retries(
             attempt += 1
 
 
-KNOWN_PROVIDERS = ("openai", "anthropic", "test")
-_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+KNOWN_PROVIDERS = (
+    "openai",
+    "openai-responses",
+    "anthropic",
+    "google",
+    "ollama",
+    "vllm",
+    "lmstudio",
+    "openrouter",
+    "test",
+)
+_ENV_KEYS = {
+    "openai": "OPENAI_API_KEY",
+    "openai-responses": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "google": "GOOGLE_API_KEY",
+}
+
+OPENAI_COMPATIBLE_PRESETS: dict[str, tuple[str, str, str, bool]] = {
+    # provider: (default base_url, env var overriding it, API key env var, whether the key is required)
+    "ollama": ("http://localhost:11434/v1", "OLLAMA_BASE_URL", "OLLAMA_API_KEY", False),
+    "vllm": ("http://localhost:8000/v1", "VLLM_BASE_URL", "VLLM_API_KEY", False),
+    "lmstudio": ("http://localhost:1234/v1", "LMSTUDIO_BASE_URL", "LMSTUDIO_API_KEY", False),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_BASE_URL", "OPENROUTER_API_KEY", True),
+}
+"""Servers that speak OpenAI Chat Completions, by the name a model string starts with (``"ollama:llama3.2"``)."""
+
+
+def _preset_model(provider: str, name: str, model: str) -> Model:
+    default_url, url_env, key_env, key_required = OPENAI_COMPATIBLE_PRESETS[provider]
+    api_key = os.environ.get(key_env) or None
+    if key_required and api_key is None:
+        raise UserError(
+            f"model {model!r} needs an API key: set the {key_env} environment variable "
+            f"(or construct OpenAIModel({name!r}, base_url=..., api_key=...) yourself)"
+        )
+    from .openai import OpenAIModel
+
+    base_url = os.environ.get(url_env) or default_url
+    # A placeholder rather than None: OpenAIModel would otherwise send OPENAI_API_KEY to this other server.
+    return OpenAIModel(name, base_url=base_url, api_key=api_key or "not-needed", provider_name=provider)
 
 
 def infer_model(model: Model | str) -> Model:
-    """A ``Model`` from a string: ``"openai:gpt-4.1-mini"``, ``"anthropic:claude-sonnet-4-5"``, ``"test"``."""
+    """A ``Model`` from a string: ``"openai:gpt-4.1-mini"``, ``"anthropic:claude-sonnet-4-5"``, ``"test"``.
+
+    Also ``"openai-responses:gpt-4.1"`` (the Responses API), ``"google:gemini-2.5-flash"``, and the
+    OpenAI-compatible presets ``"ollama:llama3.2"``, ``"vllm:..."``, ``"lmstudio:..."``, ``"openrouter:..."``
+    (see ``OPENAI_COMPATIBLE_PRESETS`` for their base URLs and the environment variables that override them).
+    """
     if isinstance(model, Model):
         return model
     if not isinstance(model, str) or not model:
@@ -318,12 +363,14 @@ def infer_model(model: Model | str) -> Model:
             f"unknown model {model!r}: write it as 'provider:model-name', with provider one of "
             f"{', '.join(KNOWN_PROVIDERS)} (e.g. 'openai:gpt-4.1-mini'), or pass a Model instance"
         )
+    if provider in OPENAI_COMPATIBLE_PRESETS:
+        return _preset_model(provider, name, model)
     if provider not in _ENV_KEYS:
         raise UserError(
             f"unknown model provider {provider!r} in {model!r}; known providers: {', '.join(KNOWN_PROVIDERS)}"
         )
     env = _ENV_KEYS[provider]
-    if not os.environ.get(env):
+    if not os.environ.get(env) and not (provider == "google" and os.environ.get("GEMINI_API_KEY")):
         raise UserError(
             f"model {model!r} needs an API key: set the {env} environment variable "
             f"(or construct the model yourself with api_key=...)"
@@ -332,6 +379,10 @@ def infer_model(model: Model | str) -> Model:
         from .openai import OpenAIModel
 
         return OpenAIModel(name)
+    if provider == "google":
+        from .google import GoogleModel
+
+        return GoogleModel(name)
     from .anthropic import AnthropicModel
 
     return AnthropicModel(name)
