@@ -639,7 +639,7 @@ class PrefectAgent(Generic[DepsT, OutputT]):
         outcome: dict[str, Any] = json.loads(value)
         return outcome
 
-    async def _recorded_error(self, client: Any, flow_run: Any) -> AgentRunError:
+    async def _recorded_error(self, client: Any, flow_run: Any) -> PerdureError:
         outcome = await self._outcome(client, flow_run)
         if outcome and outcome.get("error"):
             return error_from_record(outcome["error"])
