@@ -379,6 +379,10 @@ def infer_model(model: Model | str) -> Model:
         from .openai import OpenAIModel
 
         return OpenAIModel(name)
+    if provider == "openai-responses":
+        from .openai_responses import OpenAIResponsesModel
+
+        return OpenAIResponsesModel(name)
     if provider == "google":
         from .google import GoogleModel
 
