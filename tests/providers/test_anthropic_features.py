@@ -14,6 +14,8 @@ import pytest
 
 from perdure._exceptions import ModelHTTPError
 from perdure.messages import (
+    BinaryContent,
+    ImageUrl,
     ModelMessage,
     ModelRequest,
     ModelResponse,
@@ -326,3 +328,28 @@ def test_streamed_thinking_is_assembled_and_sent_back(server: FakeProviderServer
         {"type": "redacted_thinking", "data": REDACTED},
         {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
     ]
+
+
+# --- files in prompts and tool results (the mapping lives in models/_multimodal.py) ----------------------------
+
+
+def test_images_in_a_prompt_and_a_tool_result_reach_anthropic(server: FakeProviderServer) -> None:
+    server.enqueue(anthropic_message("A cat and a chart."))
+    png = BinaryContent(data=b"\x89PNG\r\n\x1a\n", media_type="image/png")
+    history: list[ModelMessage] = [
+        ModelRequest(parts=[UserPromptPart(content=["What is this?", ImageUrl(url="https://example.com/cat.jpg")])]),
+        ModelResponse(parts=[ToolCallPart(tool_name="chart", args={}, tool_call_id="toolu_1")]),
+        ModelRequest(parts=[ToolReturnPart(tool_name="chart", content=png, tool_call_id="toolu_1")]),
+    ]
+
+    request(model_for(server), history)
+
+    messages = server.last_body["messages"]
+    assert messages[0]["content"] == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+    ]
+    (result,) = messages[2]["content"]
+    assert result["type"] == "tool_result"
+    assert result["content"][0]["type"] == "image"
+    assert result["content"][0]["source"]["media_type"] == "image/png"

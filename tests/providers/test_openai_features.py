@@ -13,6 +13,8 @@ import pytest
 
 from perdure._exceptions import ModelHTTPError
 from perdure.messages import (
+    BinaryContent,
+    ImageUrl,
     ModelMessage,
     ModelRequest,
     ModelResponse,
@@ -227,3 +229,26 @@ def test_reasoning_is_sent_back_only_when_asked(server: FakeProviderServer) -> N
 
     request(model_for(server, send_reasoning=True), history)
     assert server.last_body["messages"][1]["reasoning_content"] == "Call the tool."
+
+
+# --- files in prompts and tool results (the mapping lives in models/_multimodal.py) ----------------------------
+
+
+def test_images_in_a_prompt_and_a_tool_result_reach_chat_completions(server: FakeProviderServer) -> None:
+    server.enqueue(openai_completion("A cat and a chart."))
+    png = BinaryContent(data=b"\x89PNG\r\n\x1a\n", media_type="image/png")
+    history: list[ModelMessage] = [
+        ModelRequest(parts=[UserPromptPart(content=["What is this?", ImageUrl(url="https://example.com/cat.jpg")])]),
+        ModelResponse(parts=[ToolCallPart(tool_name="chart", args={}, tool_call_id="call_1")]),
+        ModelRequest(parts=[ToolReturnPart(tool_name="chart", content=png, tool_call_id="call_1")]),
+    ]
+
+    request(model_for(server), history)
+
+    messages = server.last_body["messages"]
+    assert messages[0]["content"] == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+    ]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "user"]
+    assert messages[3]["content"][-1] == {"type": "image_url", "image_url": {"url": png.data_url()}}

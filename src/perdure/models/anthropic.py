@@ -51,6 +51,7 @@ from ._http import LoopClient as _LoopClient
 from ._http import last_instructions as _last_instructions
 from ._http import provider_message as _provider_message
 from ._http import retry_after as _retry_after
+from ._multimodal import anthropic_tool_result_content, anthropic_user_blocks
 
 try:
     import anthropic
@@ -314,13 +315,13 @@ def _anthropic_messages(messages: list[ModelMessage]) -> tuple[str, list[dict[st
                 if isinstance(part, SystemPromptPart):
                     system_parts.append(part.content)
                 elif isinstance(part, UserPromptPart):
-                    texts.append({"type": "text", "text": part.content})
+                    texts += anthropic_user_blocks(part.content)
                 elif isinstance(part, ToolReturnPart):
                     results.append(
                         {
                             "type": "tool_result",
                             "tool_use_id": part.tool_call_id,
-                            "content": part.model_response_str(),
+                            "content": anthropic_tool_result_content(part),
                         }
                     )
                 elif isinstance(part, RetryPromptPart):

@@ -52,6 +52,7 @@ from ._http import LoopClient as _LoopClient
 from ._http import last_instructions as _last_instructions
 from ._http import provider_message as _provider_message
 from ._http import retry_after as _retry_after
+from ._multimodal import chat_tool_return, chat_user_content
 
 try:
     import openai
@@ -277,20 +278,17 @@ def _chat_messages(messages: list[ModelMessage], send_reasoning_of: str | None =
         if isinstance(message, ModelRequest):
             # Tool results must directly follow the assistant message that called the tools.
             tool_results: list[dict[str, Any]] = []
+            tool_files: list[dict[str, Any]] = []  # tool messages take only text: files follow as a user turn
             others: list[dict[str, Any]] = []
             for part in message.parts:
                 if isinstance(part, SystemPromptPart):
                     others.append({"role": "system", "content": part.content})
                 elif isinstance(part, UserPromptPart):
-                    others.append({"role": "user", "content": part.content})
+                    others.append({"role": "user", "content": chat_user_content(part.content)})
                 elif isinstance(part, ToolReturnPart):
-                    tool_results.append(
-                        {
-                            "role": "tool",
-                            "tool_call_id": part.tool_call_id,
-                            "content": part.model_response_str(),
-                        }
-                    )
+                    text, files = chat_tool_return(part)
+                    tool_results.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": text})
+                    tool_files += files
                 elif isinstance(part, RetryPromptPart):
                     if part.tool_call_id:
                         tool_results.append(
@@ -302,6 +300,8 @@ def _chat_messages(messages: list[ModelMessage], send_reasoning_of: str | None =
                         )
                     else:
                         others.append({"role": "user", "content": part.model_response()})
+            if tool_files:
+                others.insert(0, {"role": "user", "content": tool_files})
             out += tool_results + others
         else:
             texts = [p.content for p in message.parts if isinstance(p, TextPart)]
