@@ -109,3 +109,22 @@ def gemini_error(status: int, message: str, *, details: list[dict[str, Any]] | N
     if details:
         error["details"] = details
     return Canned(status=status, body={"error": error})
+
+
+def wire(value: Any) -> Any:
+    """A request body with every key in lowerCamelCase.
+
+    The SDK converts the fields it knows to the API's camelCase and passes nested objects it does not convert
+    (thinking config, function declarations) in snake_case, which the API's proto-JSON parser also accepts;
+    tests compare the one spelling.
+    """
+    if isinstance(value, dict):
+        return {_camel(k): wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [wire(v) for v in value]
+    return value
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word.title() for word in rest)

@@ -36,7 +36,7 @@ from perdure.models import (
 from perdure.models.google import GoogleModel
 
 from .fake_server import FakeProviderServer
-from .google_server import call, gemini_error, gemini_response, gemini_stream, text, usage_metadata
+from .google_server import call, gemini_error, gemini_response, gemini_stream, text, usage_metadata, wire
 
 WEATHER = ToolDefinition(
     name="get_weather",
@@ -53,25 +53,6 @@ FINAL = ToolDefinition(
     parameters_json_schema={"type": "object", "properties": {"answer": {"type": "string"}}},
     kind="output",
 )
-
-
-def wire(value: Any) -> Any:
-    """A request body with every key in lowerCamelCase.
-
-    The SDK converts the fields it knows to the API's camelCase and passes nested objects it does not convert
-    (thinking config, function declarations) in snake_case, which the API's proto-JSON parser also accepts;
-    tests compare the one spelling.
-    """
-    if isinstance(value, dict):
-        return {_camel(k): wire(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [wire(v) for v in value]
-    return value
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(word.title() for word in rest)
 
 
 def model_for(server: FakeProviderServer, name: str = "gemini-test", **options: Any) -> GoogleModel:
