@@ -284,7 +284,7 @@ class AnthropicModel(Model):
                 parts.append(ThinkingPart(signature=block.data, redacted=True, provider_name=PROVIDER))
         return ModelResponse(
             parts=parts,
-            usage=RequestUsage(input_tokens=_input_tokens(message.usage), output_tokens=message.usage.output_tokens),
+            usage=_usage(message.usage),
             model_name=message.model or self._model_name,
             finish_reason=message.stop_reason,
         )
@@ -397,11 +397,26 @@ def _tool(tool: ToolDefinition) -> dict[str, Any]:
     return definition
 
 
-def _input_tokens(usage: Any) -> int:
-    """All input tokens: uncached, written to the cache, and read from it."""
-    return sum(
-        getattr(usage, name, None) or 0
-        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+def _usage(usage: Any, before: RequestUsage | None = None) -> RequestUsage:
+    """perdure's usage from an Anthropic usage object; in a stream, ``before`` holds what earlier events said.
+
+    Anthropic already counts cache reads and writes apart from ``input_tokens``, as perdure does. A stream's
+    ``message_delta`` usage is cumulative, and omits (null) what it does not restate: those keep ``before``.
+    """
+    before = before or RequestUsage()
+
+    def count(name: str, default: int) -> int:
+        value = getattr(usage, name, None)
+        return value if isinstance(value, int) else default
+
+    details = getattr(usage, "output_tokens_details", None)
+    thinking = getattr(details, "thinking_tokens", None) if details is not None else None
+    return RequestUsage(
+        input_tokens=count("input_tokens", before.input_tokens),
+        output_tokens=count("output_tokens", before.output_tokens),
+        cache_read_tokens=count("cache_read_input_tokens", before.cache_read_tokens),
+        cache_write_tokens=count("cache_creation_input_tokens", before.cache_write_tokens),
+        reasoning_tokens=thinking if isinstance(thinking, int) else before.reasoning_tokens,
     )
 
 
@@ -417,9 +432,7 @@ def _stream_events(raw: Any, streamed: StreamedResponse, block_types: dict[int, 
         message = raw.message
         if message.model:
             streamed.model_name = message.model
-        streamed.usage = RequestUsage(
-            input_tokens=_input_tokens(message.usage), output_tokens=message.usage.output_tokens or 0
-        )
+        streamed.usage = _usage(message.usage)
     elif kind == "content_block_start":
         block = raw.content_block
         block_types[raw.index] = block.type
@@ -448,9 +461,7 @@ def _stream_events(raw: Any, streamed: StreamedResponse, block_types: dict[int, 
     elif kind == "message_delta":
         if raw.delta.stop_reason:
             streamed.finish_reason = raw.delta.stop_reason
-        usage = raw.usage
-        input_tokens = _input_tokens(usage) if usage.input_tokens is not None else streamed.usage.input_tokens
-        streamed.usage = RequestUsage(input_tokens=input_tokens, output_tokens=usage.output_tokens or 0)
+        streamed.usage = _usage(raw.usage, streamed.usage)
     return []
 
 

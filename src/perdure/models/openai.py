@@ -390,9 +390,19 @@ def _chunk_events(chunk: Any, streamed: StreamedResponse, provider_name: str) ->
 
 
 def _usage(usage: Any) -> RequestUsage:
+    """perdure's usage from Chat Completions': cached prompt tokens are counted apart from the full-rate ones."""
     if usage is None:
         return RequestUsage()
-    return RequestUsage(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0)
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    cached = (getattr(prompt_details, "cached_tokens", None) or 0) if prompt_details is not None else 0
+    reasoning = (getattr(completion_details, "reasoning_tokens", None) or 0) if completion_details is not None else 0
+    return RequestUsage(
+        input_tokens=max(0, (usage.prompt_tokens or 0) - cached),
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_tokens=cached,
+        reasoning_tokens=reasoning,
+    )
 
 
 def _http_error(e: Any, *, provider: str, model_name: str, base_url: str) -> ModelHTTPError:
