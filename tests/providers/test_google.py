@@ -259,7 +259,7 @@ def test_thinking_parts_and_signatures_are_kept_and_sent_back(server: FakeProvid
     assert first.parts[0] == ThinkingPart(content="The user wants Paris weather.", provider_name="google")
     assert first.parts[1] == ThinkingPart(content="", signature=signature, provider_name="google")
     assert isinstance(first.parts[2], ToolCallPart)
-    assert first.usage.output_tokens == 38  # thinking tokens are output tokens
+    assert (first.usage.output_tokens, first.usage.reasoning_tokens) == (38, 30)  # thinking is output too
     assert wire(server.last_body)["generationConfig"]["thinkingConfig"] == {
         "thinkingBudget": 1024,
         "includeThoughts": True,
@@ -435,3 +435,11 @@ def test_missing_key_says_which_variables(monkeypatch: pytest.MonkeyPatch) -> No
         infer_model("google:gemini-2.5-flash")
     with pytest.raises(UserError, match="GEMINI_API_KEY"):
         GoogleModel("gemini-2.5-flash")
+
+
+def test_usage_splits_cached_input(server: FakeProviderServer) -> None:
+    server.enqueue(gemini_response([text("ok")], usage=usage_metadata(100, 5, cached=60)))
+
+    usage = request(model_for(server), ask("hi")).usage
+
+    assert (usage.input_tokens, usage.cache_read_tokens, usage.total_input_tokens) == (40, 60, 100)

@@ -247,7 +247,13 @@ def test_reasoning_items_are_kept_and_sent_back(server: FakeProviderServer) -> N
     assert thinking.content == "Need the weather.\n\nCall the tool."
     assert (thinking.id, thinking.signature, thinking.provider_name) == ("rs_1", "gAAAA-encrypted-1", "openai")
     assert first.tool_calls[0].tool_call_id == "call_a"
-    assert first.usage.output_tokens == 40
+    usage_ = first.usage
+    assert (usage_.input_tokens, usage_.cache_read_tokens, usage_.output_tokens, usage_.reasoning_tokens) == (
+        12,
+        8,
+        40,
+        32,
+    )
     sent = server.last_body
     assert sent["reasoning"] == {"effort": "low", "summary": "auto"}
     assert sent["include"] == ["reasoning.encrypted_content"]

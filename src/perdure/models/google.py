@@ -80,7 +80,11 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 
 
 _TRANSPORT_ERRORS = _transport_errors()
-_SDK_ERRORS: tuple[type[Exception], ...] = (genai_errors.APIError, genai_errors.UnknownApiResponseError, *_TRANSPORT_ERRORS)
+_SDK_ERRORS: tuple[type[Exception], ...] = (
+    genai_errors.APIError,
+    genai_errors.UnknownApiResponseError,
+    *_TRANSPORT_ERRORS,
+)
 
 __all__ = ["GoogleModel"]
 
@@ -468,18 +472,15 @@ def _response_parts(part: Any) -> list[ModelResponsePart]:
 def _usage(metadata: Any) -> RequestUsage:
     if metadata is None:
         return RequestUsage()
-    fields = RequestUsage.model_fields
-    # Thinking tokens are billed as output; Gemini counts them apart from the candidates' tokens.
+    cached = metadata.cached_content_token_count or 0
+    # Gemini counts thinking apart from the answer; both are billed as output.
     thoughts = metadata.thoughts_token_count or 0
-    usage: dict[str, int] = {
-        "input_tokens": metadata.prompt_token_count or 0,
-        "output_tokens": (metadata.candidates_token_count or 0) + thoughts,
-    }
-    if "cache_read_tokens" in fields:
-        usage["cache_read_tokens"] = metadata.cached_content_token_count or 0
-    if "reasoning_tokens" in fields:
-        usage["reasoning_tokens"] = thoughts
-    return RequestUsage(**usage)
+    return RequestUsage(
+        input_tokens=max(0, (metadata.prompt_token_count or 0) - cached),  # the prompt count includes the cache
+        output_tokens=(metadata.candidates_token_count or 0) + thoughts,
+        cache_read_tokens=cached,
+        reasoning_tokens=thoughts,
+    )
 
 
 def _enum_value(value: Any) -> str | None:

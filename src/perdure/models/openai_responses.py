@@ -407,17 +407,18 @@ def _finish_reason(response: Any) -> str | None:
 def _usage(usage: Any) -> RequestUsage:
     if usage is None:
         return RequestUsage()
-    fields = RequestUsage.model_fields
-    values: dict[str, int] = {"input_tokens": usage.input_tokens or 0, "output_tokens": usage.output_tokens or 0}
-    details = getattr(usage, "input_tokens_details", None)
-    if "cache_read_tokens" in fields and details is not None:
-        values["cache_read_tokens"] = getattr(details, "cached_tokens", 0) or 0
-    if "cache_write_tokens" in fields and details is not None:
-        values["cache_write_tokens"] = getattr(details, "cache_write_tokens", 0) or 0
-    out_details = getattr(usage, "output_tokens_details", None)
-    if "reasoning_tokens" in fields and out_details is not None:
-        values["reasoning_tokens"] = getattr(out_details, "reasoning_tokens", 0) or 0
-    return RequestUsage(**values)
+    details = usage.input_tokens_details
+    cached = (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
+    written = (getattr(details, "cache_write_tokens", 0) or 0) if details is not None else 0
+    out_details = usage.output_tokens_details
+    return RequestUsage(
+        # OpenAI's input_tokens include the cached ones; perdure's are the full-rate rest.
+        input_tokens=max(0, (usage.input_tokens or 0) - cached - written),
+        output_tokens=usage.output_tokens or 0,
+        cache_read_tokens=cached,
+        cache_write_tokens=written,
+        reasoning_tokens=(getattr(out_details, "reasoning_tokens", 0) or 0) if out_details is not None else 0,
+    )
 
 
 class _StreamState:
