@@ -15,7 +15,7 @@ import shop
 from perdure import Agent, DurableAgent
 
 agent = Agent(
-    "openai:gpt-4.1-mini",
+    shop.MODEL,
     name="payments-crash",
     instructions=shop.INSTRUCTIONS,
     tools=[shop.lookup_order, shop.charge_card],
@@ -43,6 +43,6 @@ if sys.argv[1:] == ["recover"]:
     for step in run.steps:
         print(f"{step.key:32} executed in attempt {step.attempt}")
     print(run.output)
-    print(f"charges: {len(bank.charges())}")
+    print(f"charges for order-7: {len(bank.charges('order-7'))}")
 else:
     durable.run_sync("Take payment for order 7.", run_id="order-7")

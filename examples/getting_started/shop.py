@@ -1,12 +1,19 @@
 """The agent of the getting-started guide: it takes payment for an order."""
 
+import os
+
 import bank
+import offline_model
 
 from perdure import Agent, RunContext
 
 INSTRUCTIONS = "Take payment for the order: look it up, charge the card, then email the receipt."
 
-agent = Agent("openai:gpt-4.1-mini", name="payments", instructions=INSTRUCTIONS)
+# A real model when OPENAI_API_KEY is set; without one, a scripted stand-in (offline_model.py) that calls the
+# same tools, so the guide runs anywhere.
+MODEL = "openai:gpt-4.1-mini" if os.environ.get("OPENAI_API_KEY") else offline_model.model
+
+agent = Agent(MODEL, name="payments", instructions=INSTRUCTIONS)
 
 
 @agent.tool_plain
@@ -28,7 +35,7 @@ def charge_card(ctx: RunContext[None], amount_cents: int) -> str:
         amount_cents: the amount, in cents.
     """
     # The key is the same on every retry and resume of this call: the bank charges once.
-    return bank.charge(amount_cents, idempotency_key=ctx.idempotency_key or "")
+    return bank.charge(amount_cents, idempotency_key=ctx.idempotency_key, reference=ctx.run_id)
 
 
 # --8<-- [end:charge]

@@ -68,7 +68,12 @@ def journal_dir(tmp_path_factory: pytest.TempPathFactory, _openai_server: FakePr
     finally:
         sys.path.remove(str(EXAMPLES / "concepts"))
         sys.modules.pop("scripted", None)
-    for module in ("getting_started/shop.py", "getting_started/bank.py", "embedded/app.py"):
+    for module in (
+        "getting_started/shop.py",
+        "getting_started/bank.py",
+        "getting_started/offline_model.py",
+        "embedded/app.py",
+    ):
         shutil.copy(EXAMPLES / module, directory)
     return directory
 

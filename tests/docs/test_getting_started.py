@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.providers.fake_server import FakeProviderServer, openai_completion
 
 from ._run import DOCS, perdure, run_example
@@ -34,7 +36,7 @@ def test_plain_run(openai: FakeProviderServer, openai_env: dict[str, str], workd
 def test_durable_run(openai: FakeProviderServer, openai_env: dict[str, str], workdir: Path) -> None:
     script_payment(openai, 42)
     out = run_example("getting_started/durable_run.py", cwd=workdir, env=openai_env)
-    assert "charges: 1\n" in out
+    assert "charges for order-42: 1\n" in out
     assert len(openai.requests) == 4  # the second run_sync asked the model nothing
 
 
@@ -43,16 +45,35 @@ def test_crash_and_recover(openai: FakeProviderServer, openai_env: dict[str, str
     run_example("getting_started/crash.py", cwd=workdir, env=openai_env, fresh_process=True, returncode=-9)
     assert len(openai.requests) == 3  # killed inside send_receipt, before the last model request
     out = run_example("getting_started/crash.py", "recover", cwd=workdir, env=openai_env, fresh_process=True)
-    assert "charges: 1\n" in out
+    assert "charges for order-7: 1\n" in out
     assert len(openai.requests) == 4  # the recovery asked only what was not recorded
 
 
 def test_quickstart(openai: FakeProviderServer, openai_env: dict[str, str], workdir: Path) -> None:
+    """With OPENAI_API_KEY set the quickstart (README's example) talks to OpenAI: here the fake server."""
     openai.enqueue(
-        openai_completion(tool_calls=[("call_1", "charge_card", json.dumps({"amount_cents": 4200}))]),
-        openai_completion("Charged $42.00 for order 42."),
+        openai_completion(tool_calls=[("call_1", "charge_card", json.dumps({"amount_cents": 1200}))]),
+        openai_completion("Charged $12.00 for order 12."),
     )
-    assert run_example("getting_started/quickstart.py", cwd=workdir, env=openai_env) == "Charged $42.00 for order 42.\n"
+    assert run_example("getting_started/quickstart.py", cwd=workdir, env=openai_env) == "Charged $12.00 for order 12.\n"
+    # Again, after it finished: the recorded result; the model is not asked.
+    assert run_example("getting_started/quickstart.py", cwd=workdir, env=openai_env) == "Charged $12.00 for order 12.\n"
+    assert len(openai.requests) == 2
+
+
+def test_the_guide_followed_in_order_offline(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader with no API key saves the page's files into one folder and runs its commands in order: each prints
+    what the page shows (run_example compares), the card is charged once per order, and nothing collides."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("PERDURE_JOURNAL", raising=False)
+    plain = run_example("getting_started/plain_run.py", cwd=workdir)
+    assert plain.startswith("Charged $42.00 for order 42 and emailed the receipt.\n")
+    assert "charges for order-42: 1\n" in run_example("getting_started/durable_run.py", cwd=workdir)
+    run_example("getting_started/crash.py", cwd=workdir, fresh_process=True, returncode=-9)
+    out = run_example("getting_started/crash.py", "recover", cwd=workdir, fresh_process=True)
+    assert "charges for order-7: 1\n" in out
+    # And the quickstart (README, home page) in the same folder: its own agent and run id.
+    assert run_example("getting_started/quickstart.py", cwd=workdir) == '{"charge_card": "charged 0 cents"}\n'
 
 
 def _normalized(text: str) -> list[str]:

@@ -1,21 +1,19 @@
-"""README.md: the two commands come first, and its Python example runs.
+"""README.md: the two commands come first, and its Python example runs as written, offline and with a real model.
 
-The example calls ``bank.charge(...)``, a payment provider's client that the README leaves to the reader: the test
-provides one that records its calls. The model is the real OpenAI client against the fake server.
+The example is examples/getting_started/quickstart.py, word for word (the docs' home page and the embedded engine's
+page include that file): test_getting_started.py runs it with the real OpenAI client against the fake server,
+test_blocks.py in an empty folder with no key.
 """
 
 from __future__ import annotations
 
-import json
 import re
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.providers.fake_server import FakeProviderServer, openai_completion
-
-from ._run import ROOT
+from ._run import EXAMPLES, ROOT
+from .test_blocks import reader_env
 
 README = (ROOT / "README.md").read_text()
 
@@ -32,38 +30,25 @@ def test_the_two_commands_come_first() -> None:
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
 
 
-class Bank:
-    def __init__(self) -> None:
-        self.charges: dict[str, int] = {}
-
-    def charge(self, amount_cents: int, *, idempotency_key: Any) -> str:
-        self.charges.setdefault(idempotency_key, amount_cents)
-        return f"ch_{len(self.charges):04d}"
-
-
-def test_the_example_runs(
-    openai: FakeProviderServer,
-    openai_env: dict[str, str],
-    workdir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_the_example_is_the_quickstart() -> None:
     (code,) = fenced("python")
-    for name, value in openai_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("PERDURE_JOURNAL", raising=False)
-    monkeypatch.chdir(workdir)
-    openai.enqueue(
-        openai_completion(tool_calls=[("call_1", "charge_card", json.dumps({"amount_cents": 4200}))]),
-        openai_completion("Charged $42.00 for order 42."),
-    )
-    bank = Bank()
-    exec(compile(code, "README.md", "exec"), {"__name__": "__main__", "bank": bank})
-    assert capsys.readouterr().out == "Charged $42.00 for order 42.\n"
-    assert bank.charges == {"order-42/turn/1/tool/call_1": 4200}
-    assert (workdir / "perdure.db").exists()  # "journal: ./perdure.db"
+    assert code == (EXAMPLES / "getting_started" / "quickstart.py").read_text()
 
-    # "Run it again ... with the same run_id": the recorded result, nothing executed, the model not asked.
-    exec(compile(code, "README.md", "exec"), {"__name__": "__main__", "bank": bank})
-    assert capsys.readouterr().out == "Charged $42.00 for order 42.\n"
-    assert len(openai.requests) == 2 and len(bank.charges) == 1
+
+def test_the_example_runs_offline_and_again(tmp_path: Path) -> None:
+    """No key: TestModel. Run again with the same run_id: the recorded result, nothing executed."""
+    (code,) = fenced("python")
+    (tmp_path / "quickstart.py").write_text(code)
+    outputs = [
+        subprocess.run(
+            [sys.executable, "quickstart.py"],
+            cwd=tmp_path,
+            env=reader_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for _ in range(2)
+    ]
+    assert outputs == ['{"charge_card": "charged 0 cents"}\n'] * 2
+    assert (tmp_path / "perdure.db").exists()  # "journal: ./perdure.db"
