@@ -353,3 +353,65 @@ def test_images_in_a_prompt_and_a_tool_result_reach_anthropic(server: FakeProvid
     assert result["type"] == "tool_result"
     assert result["content"][0]["type"] == "image"
     assert result["content"][0]["source"]["media_type"] == "image/png"
+
+
+# --- request controls ---------------------------------------------------------------------------------------
+
+
+def test_prompt_caching_puts_breakpoints_on_instructions_tools_and_the_last_message(
+    server: FakeProviderServer,
+) -> None:
+    # Provenance: "Prompt caching": cache_control {"type": "ephemeral", "ttl": ...} on the system text block,
+    # the last tool definition and the last content block of the last message.
+    server.enqueue(anthropic_message("ok"))
+    history = [ModelRequest(parts=[UserPromptPart(content="Weather in Paris?")], instructions="Be brief.")]
+
+    request(
+        model_for(server),
+        history,
+        {"anthropic_cache": True, "anthropic_cache_ttl": "1h"},
+        ModelRequestParameters([WEATHER, FINAL]),
+    )
+
+    body = server.last_body
+    mark = {"type": "ephemeral", "ttl": "1h"}
+    assert body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": mark}]
+    assert "cache_control" not in body["tools"][0]
+    assert body["tools"][1]["cache_control"] == mark
+    assert body["messages"][-1]["content"][-1] == {"type": "text", "text": "Weather in Paris?", "cache_control": mark}
+
+
+def test_prompt_caching_of_chosen_parts_only(server: FakeProviderServer) -> None:
+    server.enqueue(anthropic_message("ok"))
+    history = [ModelRequest(parts=[UserPromptPart(content="hi")], instructions="Be brief.")]
+
+    request(model_for(server), history, {"anthropic_cache": ["tools"]}, ModelRequestParameters([WEATHER]))
+
+    body = server.last_body
+    assert body["system"] == "Be brief."
+    assert body["tools"][0]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in body["messages"][-1]["content"][-1]
+
+
+def test_request_controls_reach_the_messages_api(server: FakeProviderServer) -> None:
+    # Provenance: the Messages API create parameters: tools[].strict, metadata.user_id, service_tier, top_k.
+    server.enqueue(anthropic_message("ok"))
+    settings = {
+        "strict_tools": True,
+        "top_k": 5,
+        "user": "user-42",
+        "service_tier": "standard_only",
+        "extra_headers": {"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"},
+        "extra_body": {"context_management": {"edits": []}},
+    }
+
+    request(model_for(server), ask("hi"), settings, ModelRequestParameters([WEATHER]))
+
+    body = server.last_body
+    assert body["tools"][0]["strict"] is True
+    assert body["tools"][0]["input_schema"]["additionalProperties"] is False
+    assert body["top_k"] == 5
+    assert body["metadata"] == {"user_id": "user-42"}
+    assert body["service_tier"] == "standard_only"
+    assert body["context_management"] == {"edits": []}
+    assert server.requests[-1].headers["anthropic-beta"] == "fine-grained-tool-streaming-2025-05-14"

@@ -24,7 +24,14 @@ from perdure.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from perdure.models import ModelRequestParameters, RetryConfig, StreamEvent, ThinkingDelta, request_with_retries
+from perdure.models import (
+    ModelRequestParameters,
+    RetryConfig,
+    StreamEvent,
+    ThinkingDelta,
+    ToolDefinition,
+    request_with_retries,
+)
 from perdure.models.openai import OpenAIModel
 
 from .fake_server import Canned, FakeProviderServer, openai_completion, openai_stream, openai_stream_error
@@ -252,3 +259,81 @@ def test_images_in_a_prompt_and_a_tool_result_reach_chat_completions(server: Fak
     ]
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "user"]
     assert messages[3]["content"][-1] == {"type": "image_url", "image_url": {"url": png.data_url()}}
+
+
+# --- request controls ---------------------------------------------------------------------------------------
+
+STRICT_TOOL = ToolDefinition(
+    name="get_weather",
+    description="The weather in a city.",
+    parameters_json_schema={
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "where": {"$ref": "#/$defs/Place"}},
+        "required": ["city", "where"],
+        "$defs": {"Place": {"type": "object", "properties": {"lat": {"type": "number"}}, "required": ["lat"]}},
+    },
+)
+
+
+def test_request_controls_reach_chat_completions(server: FakeProviderServer) -> None:
+    # Provenance: the Chat Completions create parameters (API reference): tools[].function.strict,
+    # response_format.json_schema.strict, parallel_tool_calls, user, service_tier, prompt_cache_key.
+    server.enqueue(openai_completion("ok"))
+    output = ToolDefinition(name="Answer", description="", parameters_json_schema={"type": "object"}, kind="output")
+    settings = {
+        "strict_tools": True,
+        "strict_output": True,
+        "parallel_tool_calls": False,
+        "user": "user-42",
+        "service_tier": "flex",
+        "prompt_cache_key": "weather-v1",
+        "top_k": 20,
+        "extra_headers": {"X-Trace": "abc"},
+        "extra_body": {"metadata": {"team": "support"}},
+    }
+
+    request(
+        model_for(server),
+        ask("hi"),
+        settings,
+        ModelRequestParameters(function_tools=[STRICT_TOOL], native_output=output),
+    )
+
+    body = server.last_body
+    function = body["tools"][0]["function"]
+    assert function["strict"] is True
+    assert function["parameters"]["additionalProperties"] is False
+    assert function["parameters"]["$defs"]["Place"]["additionalProperties"] is False
+    assert body["response_format"]["json_schema"]["strict"] is True
+    assert body["response_format"]["json_schema"]["schema"] == {"type": "object", "additionalProperties": False}
+    assert (body["parallel_tool_calls"], body["user"], body["service_tier"]) == (False, "user-42", "flex")
+    assert body["prompt_cache_key"] == "weather-v1"
+    assert body["top_k"] == 20  # a compatible server (base_url): it takes top_k
+    assert body["metadata"] == {"team": "support"}
+    assert server.requests[-1].headers["x-trace"] == "abc"
+    assert STRICT_TOOL.parameters_json_schema.get("additionalProperties") is None  # the definition is untouched
+
+
+def test_top_k_is_not_sent_to_openais_own_api(server: FakeProviderServer) -> None:
+    import openai
+
+    server.enqueue(openai_completion("ok"))
+    client = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="sk-test")
+    model = OpenAIModel("gpt-test", client=client)
+
+    async def go() -> None:
+        async with client:
+            await model.request(ask("hi"), {"top_k": 20}, ModelRequestParameters())
+
+    asyncio.run(go())
+    assert "top_k" not in server.last_body
+
+
+def test_without_strict_settings_schemas_go_as_they_are(server: FakeProviderServer) -> None:
+    server.enqueue(openai_completion("ok"))
+
+    request(model_for(server), ask("hi"), None, ModelRequestParameters(function_tools=[STRICT_TOOL]))
+
+    function = server.last_body["tools"][0]["function"]
+    assert "strict" not in function
+    assert function["parameters"] == STRICT_TOOL.parameters_json_schema

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..messages import ModelMessage, ModelRequest
 
-__all__ = ["LoopClient", "last_instructions", "provider_message", "retry_after"]
+__all__ = ["LoopClient", "last_instructions", "provider_message", "retry_after", "strict_schema"]
 
 
 class LoopClient:
@@ -42,6 +42,28 @@ def last_instructions(messages: list[ModelMessage]) -> str | None:
         if isinstance(message, ModelRequest):
             return message.instructions
     return None
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` fit for strict mode: every object says ``additionalProperties: false``.
+
+    OpenAI's and Anthropic's strict modes refuse object schemas that leave extra properties open, which
+    pydantic's schemas do by default. Properties are not made required: a schema with optional properties is
+    the caller's to fix, and the provider's error says which.
+    """
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: visit(value) for key, value in node.items()}
+        if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+
+    result: dict[str, Any] = visit(schema)
+    return result
 
 
 def provider_message(body: object) -> str | None:

@@ -51,6 +51,7 @@ from ._http import LoopClient as _LoopClient
 from ._http import last_instructions as _last_instructions
 from ._http import provider_message as _provider_message
 from ._http import retry_after as _retry_after
+from ._http import strict_schema as _strict_schema
 from ._multimodal import anthropic_tool_result_content, anthropic_user_blocks
 
 try:
@@ -238,12 +239,24 @@ class AnthropicModel(Model):
         if thinking is not None and "budget_tokens" in thinking and "max_tokens" not in settings:
             # Thinking tokens count toward max_tokens, which must exceed the budget: leave room for the answer.
             max_tokens = thinking["budget_tokens"] + DEFAULT_MAX_TOKENS
+        cache = _cache_targets(settings)
+        cache_control: dict[str, Any] = {"type": "ephemeral"}
+        if "anthropic_cache_ttl" in settings:
+            cache_control["ttl"] = settings["anthropic_cache_ttl"]
+        if "messages" in cache and chat:
+            # The breakpoint goes on the last block of the last message: everything up to it is cached.
+            chat[-1]["content"][-1] = {**chat[-1]["content"][-1], "cache_control": cache_control}
         kwargs: dict[str, Any] = {"model": self._model_name, "max_tokens": max_tokens, "messages": chat}
         if system:
-            kwargs["system"] = system
+            if "instructions" in cache:
+                kwargs["system"] = [{"type": "text", "text": system, "cache_control": cache_control}]
+            else:
+                kwargs["system"] = system
         if thinking is not None:
             kwargs["thinking"] = thinking
-        tools = [_tool(tool) for tool in params.tools]
+        tools = [_tool(tool, strict=settings.get("strict_tools", False)) for tool in params.tools]
+        if tools and "tools" in cache:
+            tools[-1]["cache_control"] = cache_control
         if tools:
             kwargs["tools"] = tools
             # With thinking on, the API accepts only tool_choice auto (or none): a model that must call a tool
@@ -263,10 +276,17 @@ class AnthropicModel(Model):
             kwargs["stop_sequences"] = settings["stop_sequences"]
         if "timeout" in settings:
             kwargs["timeout"] = settings["timeout"]
+        if "user" in settings:
+            kwargs["metadata"] = {"user_id": settings["user"]}
+        if "service_tier" in settings:
+            kwargs["service_tier"] = settings["service_tier"]
         # This SDK version no longer lists sampling parameters; models that accept them still do in the body.
-        sampling = {name: value for name, value in settings.items() if name in ("temperature", "top_p")}
-        if sampling:
-            kwargs["extra_body"] = sampling
+        extra_body = {name: value for name, value in settings.items() if name in ("temperature", "top_p", "top_k")}
+        extra_body.update(settings.get("extra_body", {}))
+        if extra_body:
+            kwargs["extra_body"] = extra_body
+        if "extra_headers" in settings:
+            kwargs["extra_headers"] = settings["extra_headers"]
         return kwargs
 
     # --- Messages API → perdure -------------------------------------------------------------------------
@@ -390,11 +410,22 @@ def _tool_input(call: ToolCallPart) -> dict[str, Any]:
         return {}
 
 
-def _tool(tool: ToolDefinition) -> dict[str, Any]:
-    definition: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters_json_schema}
+def _tool(tool: ToolDefinition, *, strict: bool) -> dict[str, Any]:
+    schema = _strict_schema(tool.parameters_json_schema) if strict else tool.parameters_json_schema
+    definition: dict[str, Any] = {"name": tool.name, "input_schema": schema}
     if tool.description:
         definition["description"] = tool.description
+    if strict:
+        definition["strict"] = True
     return definition
+
+
+def _cache_targets(settings: ModelSettings) -> set[str]:
+    """Where ``anthropic_cache`` puts cache breakpoints: instructions, tools, messages."""
+    value = settings.get("anthropic_cache", False)
+    if value is True:
+        return {"instructions", "tools", "messages"}
+    return set(value) if isinstance(value, list) else set()
 
 
 def _usage(usage: Any, before: RequestUsage | None = None) -> RequestUsage:

@@ -52,6 +52,7 @@ from ._http import LoopClient as _LoopClient
 from ._http import last_instructions as _last_instructions
 from ._http import provider_message as _provider_message
 from ._http import retry_after as _retry_after
+from ._http import strict_schema as _strict_schema
 from ._multimodal import chat_tool_return, chat_user_content
 
 try:
@@ -212,7 +213,7 @@ class OpenAIModel(Model):
             "model": self._model_name,
             "messages": _chat_messages(messages, self._provider_name if self._send_reasoning else None),
         }
-        tools = [_function_tool(tool) for tool in params.tools]
+        tools = [_function_tool(tool, strict=settings.get("strict_tools", False)) for tool in params.tools]
         if tools:
             kwargs["tools"] = tools
             if not params.allow_text_output and params.native_output is None:
@@ -220,7 +221,9 @@ class OpenAIModel(Model):
             if "parallel_tool_calls" in settings:
                 kwargs["parallel_tool_calls"] = settings["parallel_tool_calls"]
         if params.native_output is not None:
-            kwargs["response_format"] = _response_format(params.native_output)
+            kwargs["response_format"] = _response_format(
+                params.native_output, strict=settings.get("strict_output", False)
+            )
         if "max_tokens" in settings:
             # OpenAI's own API wants max_completion_tokens (reasoning models reject max_tokens); the
             # compatible servers reached through base_url all understand max_tokens.
@@ -231,8 +234,18 @@ class OpenAIModel(Model):
                 kwargs[name] = value
         if "stop_sequences" in settings:
             kwargs["stop"] = settings["stop_sequences"]
-        if "reasoning_effort" in settings:
-            kwargs["reasoning_effort"] = settings["reasoning_effort"]
+        for name in ("reasoning_effort", "user", "service_tier", "prompt_cache_key"):
+            if name in settings:
+                kwargs[name] = settings[name]  # type: ignore[literal-required]
+        extra_body: dict[str, Any] = {}
+        if "top_k" in settings and self._base_url is not None:
+            # Compatible servers (vLLM, Ollama, LM Studio, OpenRouter) take top_k; OpenAI's own API has none.
+            extra_body["top_k"] = settings["top_k"]
+        extra_body.update(settings.get("extra_body", {}))
+        if extra_body:
+            kwargs["extra_body"] = extra_body
+        if "extra_headers" in settings:
+            kwargs["extra_headers"] = settings["extra_headers"]
         return kwargs
 
     # --- Chat Completions → perdure ---------------------------------------------------------------------
@@ -334,17 +347,23 @@ def _chat_messages(messages: list[ModelMessage], send_reasoning_of: str | None =
     return out
 
 
-def _function_tool(tool: ToolDefinition) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters_json_schema}
+def _function_tool(tool: ToolDefinition, *, strict: bool) -> dict[str, Any]:
+    parameters = _strict_schema(tool.parameters_json_schema) if strict else tool.parameters_json_schema
+    function: dict[str, Any] = {"name": tool.name, "parameters": parameters}
     if tool.description:
         function["description"] = tool.description
+    if strict:
+        function["strict"] = True
     return {"type": "function", "function": function}
 
 
-def _response_format(output: ToolDefinition) -> dict[str, Any]:
-    schema: dict[str, Any] = {"name": output.name, "schema": output.parameters_json_schema}
+def _response_format(output: ToolDefinition, *, strict: bool) -> dict[str, Any]:
+    parameters = _strict_schema(output.parameters_json_schema) if strict else output.parameters_json_schema
+    schema: dict[str, Any] = {"name": output.name, "schema": parameters}
     if output.description:
         schema["description"] = output.description
+    if strict:
+        schema["strict"] = True
     return {"type": "json_schema", "json_schema": schema}
 
 
