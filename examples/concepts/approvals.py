@@ -20,7 +20,7 @@ except RunWaiting as waiting:
     for call in waiting.pending:
         print(f"waiting: {call['tool_name']}({call['args']}) call id {call['tool_call_id']}")
 
-print(durable.get_run("ticket-7").status)
+print(durable.get_run_sync("ticket-7").status)
 
 # Later, in any process (or `perdure approve ticket-7 call-1`):
 durable.approve_sync("ticket-7", "call-1", approved=True, note="parcel lost by the carrier")

@@ -34,7 +34,7 @@ async def main() -> None:
         await running
     except RunCancelled as e:
         print(e)
-    run = durable.get_run("crawl-1")
+    run = await durable.get_run("crawl-1")
     print(run.status, [step.key for step in run.steps])
 
 

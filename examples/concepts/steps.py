@@ -21,7 +21,7 @@ durable = DurableAgent(agent, journal="shop.db")
 durable.run_sync("Charge $42 for order 42", run_id="order-42")
 durable.run_sync("Charge $42 for order 42", run_id="order-42")  # recorded: charges nothing
 
-run = durable.get_run("order-42")
+run = durable.get_run_sync("order-42")
 print(f"{run.run_id}: {run.status}, {run.attempts} attempt(s), {run.usage.requests} model requests")
 for step in run.steps:
     print(f"  {step.key:24} {step.describe}")

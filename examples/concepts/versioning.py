@@ -32,10 +32,10 @@ except RunWaiting:
 
 # The next version adds a tool. Which runs in flight were started by other code than it?
 next_version = build("support", refund, escalate).fingerprint()
-print("would not replay:", [r.run_id for r in v1.list_runs(status=IN_FLIGHT) if r.fingerprint != next_version])
+print("would not replay:", [r.run_id for r in v1.list_runs_sync(status=IN_FLIGHT) if r.fingerprint != next_version])
 
 # So it ships under a new name, and v1 stays deployed until its runs are finished.
 v2 = DurableAgent(build("support-v2", refund, escalate))
 v1.approve_sync("ticket-1", "call-1")
 print(v1.resume_sync("ticket-1").output)
-print("support in flight:", [r.run_id for r in v1.list_runs(status=IN_FLIGHT)], "-> retire v1")
+print("support in flight:", [r.run_id for r in v1.list_runs_sync(status=IN_FLIGHT)], "-> retire v1")

@@ -39,7 +39,7 @@ durable = DurableAgent(agent)
 
 if sys.argv[1:] == ["recover"]:
     print("recovered:", durable.recover_sync())
-    run = durable.get_run("order-7")
+    run = durable.get_run_sync("order-7")
     for step in run.steps:
         print(f"{step.key:32} executed in attempt {step.attempt}")
     print(run.output)

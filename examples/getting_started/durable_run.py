@@ -13,5 +13,5 @@ again = durable.run_sync("Take payment for order 42.", run_id="order-42")
 assert again.output == result.output
 print(f"charges for order-42: {len(bank.charges('order-42'))}")
 
-for step in durable.get_run("order-42").steps:
+for step in durable.get_run_sync("order-42").steps:
     print(f"{step.key:32} {step.kind:6} attempt {step.attempt}")

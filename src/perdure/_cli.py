@@ -102,7 +102,7 @@ class _LocalBackend(_Backend):
         self.where = path
 
     def runs(self, status: str | None, agent: str | None, limit: int) -> list[Any]:
-        from .local._durable import run_info_from_row
+        from .local._info import run_info_from_row
 
         rows = self.journal.list_runs(agent=agent, statuses=[status] if status else None, limit=limit)
         return [run_info_from_row(self.journal, r, with_steps=False) for r in rows]
@@ -113,20 +113,20 @@ class _LocalBackend(_Backend):
         return stuck_runs(self.journal, seconds, agent=agent)
 
     def show(self, run_id: str) -> Any:
-        from .local._durable import run_info
+        from .local._admin import LocalAdmin
 
-        info = run_info(self.journal, run_id)
+        info = LocalAdmin(self.journal).get_run_now(run_id)
         if info is None:
             raise UserError(f"no run {run_id!r} in {self.where}")
         return info
 
     def cancel(self, run_id: str) -> None:
-        from .local._durable import request_cancel
+        from .local._admin import request_cancel
 
         request_cancel(self.journal, run_id)
 
     def approve(self, run_id: str, call_id: str, approved: bool, note: str | None) -> None:
-        from .local._durable import decide
+        from .local._admin import decide
 
         decide(self.journal, run_id, call_id, approved=approved, note=note)
 

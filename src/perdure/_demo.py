@@ -126,7 +126,7 @@ def child(argv: list[str]) -> None:
         print(json.dumps({"output": result.output}))
     else:
         recovered = durable.recover_sync(deps=workdir)
-        print(json.dumps({"recovered": recovered, "output": durable.get_run(RUN_ID).output}))
+        print(json.dumps({"recovered": recovered, "output": durable.get_run_sync(RUN_ID).output}))
 
 
 def main(*, model: str | None = None, journal: str | None = None, keep: bool = False) -> int:
@@ -168,7 +168,7 @@ def main(*, model: str | None = None, journal: str | None = None, keep: bool = F
     if second.returncode != 0:
         console.print(f"[red]recovery failed:[/]\n{second.stderr}")
         return 1
-    info = DurableAgent(build_agent(model), journal=journal_path).get_run(RUN_ID)
+    info = DurableAgent(build_agent(model), journal=journal_path).get_run_sync(RUN_ID)
     console.print()
     console.print(render_timeline(info))
     executions = (workdir / "executions.log").read_text().split()

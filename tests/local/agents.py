@@ -146,5 +146,5 @@ class Driver(LocalDriver):
         return {"recovered": ids, "runs": {r: await self.status(scenario, r) for r in ids}}
 
     async def status(self, scenario: str, run_id: str) -> dict[str, Any]:
-        info = self._durable(scenario).get_run(run_id)
+        info = await self._durable(scenario).get_run(run_id)
         return {**await super().status(scenario, run_id), "output": info.output, "attempts": info.attempts}

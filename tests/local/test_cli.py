@@ -81,7 +81,7 @@ def test_a_worker_executes_started_runs(
     assert "perdure worker: agent local-worker" in out
     for i in range(3):
         assert len(tool_calls(effects_log, f"w{i}")) == 1
-        assert durable.get_run(f"w{i}").status == "completed"
+        assert durable.get_run_sync(f"w{i}").status == "completed"
 
 
 def test_a_worker_stopped_mid_run_hands_the_run_back(
@@ -104,16 +104,16 @@ def test_a_worker_stopped_mid_run_hands_the_run_back(
         assert time.monotonic() < deadline
         time.sleep(0.01)
     worker.send_signal(signal.SIGTERM)
-    while durable.get_run(run_id).status != "pending":  # handed back while its tool is still in flight
+    while durable.get_run_sync(run_id).status != "pending":  # handed back while its tool is still in flight
         assert time.monotonic() < deadline
         time.sleep(0.01)
     (tmp_path / "release-held").write_text("1")  # a tool's thread cannot be killed: let it end
     _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
-    handed_back = durable.get_run(run_id)
+    handed_back = durable.get_run_sync(run_id)
     assert (handed_back.status, handed_back.owner) == ("pending", None)  # any worker may take it now
     assert durable.resume_sync(run_id).output == "released: hold=held"
-    assert durable.get_run(run_id).attempts == 2
+    assert durable.get_run_sync(run_id).attempts == 2
 
 
 def test_a_worker_for_a_durable_agent_serves_its_own_journal(

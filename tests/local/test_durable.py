@@ -125,7 +125,7 @@ def test_a_failed_run_keeps_its_journal_and_its_error(journal: str) -> None:
     with pytest.raises(ToolError, match="no space left: disk") as first:
         durable.run_sync("go", run_id="boom")
     assert first.value.tool_name == "explode"
-    info = durable.get_run("boom")
+    info = durable.get_run_sync("boom")
     assert info.status == "failed"
     assert info.error is not None
     assert info.error["type"] == "ToolError"
@@ -160,7 +160,7 @@ def test_transient_model_errors_are_retried_within_the_step(journal: str) -> Non
     durable = DurableAgent(agent, journal=journal)
     assert durable.run_sync("go", run_id="flaky").output == "finally"
     assert calls == 3
-    info = durable.get_run("flaky")
+    info = durable.get_run_sync("flaky")
     assert info.status == "completed"
     assert [(s.key, s.attempt) for s in info.steps] == [("turn/1/model", 1)]  # one step, however many tries
     assert info.usage.requests == 1
@@ -181,7 +181,7 @@ def test_a_terminal_model_error_fails_the_run_at_once_with_the_message_recorded(
     with pytest.raises(ModelHTTPError, match="messages\\[0\\] is empty"):
         durable.run_sync("go", run_id="bad")
     assert calls == 1
-    info = durable.get_run("bad")
+    info = durable.get_run_sync("bad")
     assert info.status == "failed"
     assert info.error is not None
     assert info.error["type"] == "ModelHTTPError"
@@ -222,7 +222,7 @@ def test_cancel_a_waiting_run_is_immediate(journal: str) -> None:
     with pytest.raises(RunWaiting):
         durable.run_sync("go", run_id="w")
     durable.cancel_sync("w")
-    info = durable.get_run("w")
+    info = durable.get_run_sync("w")
     assert info.status == "cancelled"
     assert info.finished_at is not None
     assert info.pending == []  # a cancelled run waits for nobody
@@ -237,18 +237,18 @@ def test_cancel_a_pending_run_and_a_finished_one(journal: str) -> None:
     counted = Counted()
     durable = DurableAgent(counted.agent, journal=journal)
     run_id = asyncio.run(durable.start("later"))
-    assert durable.get_run(run_id).status == "pending"
+    assert durable.get_run_sync(run_id).status == "pending"
     durable.cancel_sync(run_id)
-    assert durable.get_run(run_id).status == "cancelled"
+    assert durable.get_run_sync(run_id).status == "cancelled"
     assert asyncio.run(durable.recover()) == []  # a cancelled run is nobody's to execute
     with pytest.raises(RunCancelled):
         durable.resume_sync(run_id)
     assert counted.model_calls == 0
 
     durable.run_sync("now", run_id="done")
-    before = durable.get_run("done")
+    before = durable.get_run_sync("done")
     durable.cancel_sync("done")  # a no-op on a finished run
-    after = durable.get_run("done")
+    after = durable.get_run_sync("done")
     assert (after.status, after.output, after.error, after.cancel_requested) == ("completed", "noted 1", None, False)
     assert after.updated_at == before.updated_at
 
@@ -272,7 +272,7 @@ def test_get_run_reports_usage_steps_attempts_and_pending_decisions(journal: str
             "since": waiting.value.pending[0]["since"],
         }
     ]
-    info = durable.get_run("i")
+    info = durable.get_run_sync("i")
     assert info.status == "waiting"
     assert info.owner is None  # waiting holds no process
     assert [(p.tool_call_id, p.tool_name, p.args, p.reason) for p in info.pending] == [
@@ -286,7 +286,7 @@ def test_get_run_reports_usage_steps_attempts_and_pending_decisions(journal: str
     result = durable.resume_sync("i")
     assert result.output == "wired"
 
-    info = durable.get_run("i")
+    info = durable.get_run_sync("i")
     assert info.status == "completed"
     assert info.attempts == 2
     assert info.pending == []
@@ -318,12 +318,12 @@ def test_the_trace_context_is_recorded_at_acceptance(journal: str) -> None:
     with tracer.start_as_current_span("request") as span:
         run_id = asyncio.run(durable.start("traced"))
         ctx = span.get_span_context()
-    info = durable.get_run(run_id)
+    info = durable.get_run_sync(run_id)
     assert info.trace_context is not None
     assert info.trace_context["traceparent"] == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
     untraced = asyncio.run(durable.start("untraced"))
-    assert durable.get_run(untraced).trace_context is None
+    assert durable.get_run_sync(untraced).trace_context is None
 
 
 def test_usage_limits_are_recorded_with_the_run(journal: str) -> None:
@@ -332,7 +332,7 @@ def test_usage_limits_are_recorded_with_the_run(journal: str) -> None:
     with pytest.raises(UsageLimitExceeded, match="request_limit of 2"):
         durable.run_sync("go", run_id="limited", usage_limits=UsageLimits(request_limit=2))
     assert counted.model_calls == 2
-    info = durable.get_run("limited")
+    info = durable.get_run_sync("limited")
     assert info.status == "failed"
     assert info.error is not None and info.error["type"] == "UsageLimitExceeded"
     with pytest.raises(UsageLimitExceeded):  # the limits were recorded with the run: the same on every attempt
@@ -452,7 +452,7 @@ def test_a_run_waiting_on_two_calls_continues_once_both_are_decided(journal: str
     assert sorted(p["tool_call_id"] for p in waiting.value.pending) == ["a", "b"]
 
     durable.approve_sync("two", "b", approved=False, note="too much")
-    info = durable.get_run("two")
+    info = durable.get_run_sync("two")
     assert info.status == "waiting"  # still one call to decide
     assert [p.tool_call_id for p in info.pending] == ["a"]
     with pytest.raises(UserError, match="no call 'b' waiting"):
@@ -461,7 +461,7 @@ def test_a_run_waiting_on_two_calls_continues_once_both_are_decided(journal: str
         durable.resume_sync("two")
 
     durable.approve_sync("two", "a")
-    assert durable.get_run("two").status == "pending"
+    assert durable.get_run_sync("two").status == "pending"
     assert durable.resume_sync("two").output == "wired"
     assert ran == [100]
 
@@ -474,10 +474,10 @@ def test_list_runs_filters_by_status_and_limits(journal: str) -> None:
     queued = asyncio.run(durable.start("later", run_id="queued"))
     DurableAgent(Counted("someone-else").agent, journal=journal).run_sync("go", run_id="other")
 
-    assert [r.run_id for r in durable.list_runs()] == [queued, "done-2", "done-1", "done-0"]  # newest first
-    assert [r.run_id for r in durable.list_runs(status="pending")] == ["queued"]
-    assert [r.run_id for r in durable.list_runs(status=["completed"], limit=2)] == ["done-2", "done-1"]
-    done = durable.list_runs(status="completed")[0]
+    assert [r.run_id for r in durable.list_runs_sync()] == [queued, "done-2", "done-1", "done-0"]  # newest first
+    assert [r.run_id for r in durable.list_runs_sync(status="pending")] == ["queued"]
+    assert [r.run_id for r in durable.list_runs_sync(status=["completed"], limit=2)] == ["done-2", "done-1"]
+    done = durable.list_runs_sync(status="completed")[0]
     assert (done.output, done.usage.requests, done.steps) == ("noted 1", 2, [])
 
 
@@ -499,7 +499,7 @@ def test_a_tool_result_that_cannot_be_recorded_fails_the_run_naming_the_tool_and
     with pytest.raises(ToolError, match="connect") as e:
         durable.run_sync("go", run_id="sock")
     assert "Socket" in str(e.value)
-    info = durable.get_run("sock")
+    info = durable.get_run_sync("sock")
     assert info.status == "failed"
     assert info.error is not None and info.error["tool_name"] == "connect"
 
@@ -549,7 +549,7 @@ def test_the_sync_methods_say_what_to_do_inside_an_event_loop(journal: str) -> N
             durable.recover_sync()
 
     asyncio.run(main())
-    assert durable.list_runs() == []
+    assert durable.list_runs_sync() == []
 
 
 def test_one_process_never_executes_a_run_twice_whatever_the_journal_path_spelling(
@@ -587,7 +587,7 @@ def test_cancel_abandons_an_in_flight_model_request(journal: str) -> None:
             await asyncio.wait_for(run, 10)
 
     asyncio.run(main())
-    info = durable.get_run("hung")
+    info = durable.get_run_sync("hung")
     assert (info.status, info.steps) == ("cancelled", [])
 
 

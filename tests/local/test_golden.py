@@ -128,7 +128,7 @@ def test_a_completed_golden_run_returns_its_recorded_output_without_executing(
     assert CALLS == []
     assert result.usage().requests == 3
     assert result.usage().tool_calls == 2
-    info = golden.get_run("golden-completed")
+    info = golden.get_run_sync("golden-completed")
     assert (info.status, info.attempts) == ("completed", 1)
     assert [s.key for s in info.steps] == [
         "turn/1/model",
@@ -142,7 +142,7 @@ def test_a_completed_golden_run_returns_its_recorded_output_without_executing(
 def test_the_orphaned_golden_run_is_recovered_executing_only_its_unrecorded_steps(
     golden: DurableAgent[None, Shipment],
 ) -> None:
-    before = golden.get_run("golden-orphan")
+    before = golden.get_run_sync("golden-orphan")
     assert before.status == "running"
     assert before.owner is not None and before.owner.startswith("golden-host:")
     assert [s.key for s in before.steps] == ["turn/1/model", "turn/1/tool/c1", "turn/2/model"]
@@ -150,7 +150,7 @@ def test_the_orphaned_golden_run_is_recovered_executing_only_its_unrecorded_step
     assert golden.recover_sync() == ["golden-orphan"]
     # ship was interrupted (at-least-once: it runs again), then the final model request; lookup is replayed.
     assert CALLS == ["ship", "model"]
-    info = golden.get_run("golden-orphan")
+    info = golden.get_run_sync("golden-orphan")
     assert info.status == "completed"
     assert info.output == {"order_id": 2, "tracking": "TRK-2", "summary": "shipped order 2: 2 books in 1.0 kg"}
     assert info.attempts == 2

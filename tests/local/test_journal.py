@@ -131,7 +131,7 @@ def test_opening_a_journal_again_keeps_this_process_locks(tmp_path: Path, journa
     sql = "UPDATE perdure_runs SET updated_at = 1 WHERE run_id = 'mine'"
     subprocess.run([sys.executable, "-c", f"SQL = {sql!r}; " + other.format(journal)], check=True, timeout=60)
     assert Path(f"{journal}-wal").exists() and Path(f"{journal}-shm").exists()  # the other process knew of us
-    assert first.get_run("mine").updated_at == 1
+    assert first.get_run_sync("mine").updated_at == 1
 
 
 def test_a_journal_nobody_holds_any_more_is_closed(journal: str) -> None:
@@ -143,7 +143,7 @@ def test_a_journal_nobody_holds_any_more_is_closed(journal: str) -> None:
     gc.collect()
     # The last connection closed: SQLite checkpointed the WAL into the file and removed it.
     assert not Path(f"{journal}-wal").exists() and not Path(f"{journal}-shm").exists()
-    assert DurableAgent(make_agent(), journal=journal).get_run("r").status == "waiting"
+    assert DurableAgent(make_agent(), journal=journal).get_run_sync("r").status == "waiting"
 
 
 # --- a new journal ------------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_a_run_owned_by_a_live_process_is_never_executed_twice(
     owner = make_harness(tmp_path, journal, lease_seconds=3600).spawn("run", scenario="slow", run_id="live")
     wait_for([tmp_path / "holding-live"])
     durable = DurableAgent(build("slow"), journal=journal, lease_seconds=3600)
-    before = durable.get_run("live")
+    before = durable.get_run_sync("live")
     assert before.status == "running"
     assert before.lease_expires is not None and before.lease_expires > time.time() + 3000
 
@@ -127,7 +127,7 @@ def test_a_run_owned_by_a_live_process_is_never_executed_twice(
     with pytest.raises(RunInProgress):
         durable.run_sync(prompt("slow", "live"), run_id="live")
     assert durable.recover_sync() == []
-    after = durable.get_run("live")
+    after = durable.get_run_sync("live")
     assert (after.status, after.owner, after.attempts) == ("running", before.owner, 1)
     assert len(tool_calls(effects_log, "live")) == 1
 
@@ -137,7 +137,7 @@ def test_a_run_owned_by_a_live_process_is_never_executed_twice(
     result = durable.resume_sync("live")
     assert result.output == "released: hold=held"
     assert time.monotonic() - t0 < 10  # not an hour
-    info = durable.get_run("live")
+    info = durable.get_run_sync("live")
     assert (info.status, info.attempts) == ("completed", 2)
 
 
@@ -159,7 +159,7 @@ def test_an_at_most_once_call_cut_by_a_crash_waits_for_a_human(
         assert [(p["tool_call_id"], p["reason"], p["key"]) for p in waiting.value.pending] == [
             ("t1", "unknown_outcome", "turn/1/unknown/t1")
         ]
-        info = durable.get_run(r)
+        info = durable.get_run_sync(r)
         assert info.status == "waiting"
         assert [(p.tool_name, p.args) for p in info.pending] == [("transfer", {"amount": 999})]
 
@@ -197,16 +197,16 @@ def test_a_live_owner_keeps_renewing_its_lease(tmp_path: Path, journal: str, har
     owner = make_harness(tmp_path, journal, lease_seconds=1.5).spawn("run", scenario="slow", run_id="beat")
     wait_for([tmp_path / "holding-beat"])
     durable = DurableAgent(build("slow"), journal=journal)
-    first = durable.get_run("beat").lease_expires
+    first = durable.get_run_sync("beat").lease_expires
     time.sleep(2.0)  # longer than the lease: only the heartbeat keeps the run owned
-    later = durable.get_run("beat").lease_expires
+    later = durable.get_run_sync("beat").lease_expires
     assert first is not None and later is not None and later > first
     with pytest.raises(RunInProgress):
         durable.resume_sync("beat")
     (tmp_path / "release-beat").write_text("1")
     out = harness.finish(owner, "run")
     assert out["status"] == "completed", out
-    assert durable.get_run("beat").attempts == 1
+    assert durable.get_run_sync("beat").attempts == 1
 
 
 def test_cancelling_a_run_whose_process_died_ends_it_at_once(
@@ -217,7 +217,7 @@ def test_cancelling_a_run_whose_process_died_ends_it_at_once(
     kill(holder)
     durable = DurableAgent(build("slow"), journal=journal)
     durable.cancel_sync("gone")  # nobody is left to stop it at a step boundary
-    info = durable.get_run("gone")
+    info = durable.get_run_sync("gone")
     assert (info.status, info.owner, info.cancel_requested) == ("cancelled", None, True)
     assert durable.recover_sync() == []
     assert len(tool_calls(effects_log, "gone")) == 1

@@ -92,7 +92,7 @@ def test_a_durable_run_starts_its_trace_at_acceptance(telemetry: Telemetry, jour
         "perdure.attempt": 0,
         "gen_ai.agent.name": "lookup",
     }
-    assert durable.get_run("r1").trace_context == {"traceparent": _traceparent(accept)}
+    assert durable.get_run_sync("r1").trace_context == {"traceparent": _traceparent(accept)}
     for s in telemetry.spans():
         assert s.attributes is not None
         assert (s.attributes["perdure.run_id"], s.attributes["perdure.engine"]) == ("r1", "local")
@@ -112,14 +112,14 @@ def test_a_durable_run_started_inside_a_span_continues_the_callers_trace(telemet
         durable.run_sync(PROMPT, run_id="r1")
 
     assert telemetry.tree() == [("POST /lookups", [("invoke_agent lookup", [(CHAT, []), (TOOL, []), (CHAT, [])])])]
-    assert durable.get_run("r1").trace_context == {"traceparent": _traceparent(request)}
+    assert durable.get_run_sync("r1").trace_context == {"traceparent": _traceparent(request)}
 
 
 def test_a_resumed_run_is_one_trace_and_replayed_steps_have_no_span(telemetry: Telemetry, journal: str) -> None:
     durable = DurableAgent(approval_agent(), journal=journal)
     with pytest.raises(RunWaiting):
         durable.run_sync("refund order 42", run_id="r1")
-    waiting_since = durable.get_run("r1").pending[0].since
+    waiting_since = durable.get_run_sync("r1").pending[0].since
     durable.approve_sync("r1", "r1", approved=True)
     tracer = telemetry.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("worker poll") as worker:  # resumed from another trace: linked to it
@@ -176,14 +176,14 @@ def test_an_attempt_starts_the_trace_of_a_run_accepted_without_tracing(telemetry
     observability.configure()  # no SDK: the global no-op providers
     with pytest.raises(RunWaiting):
         durable.run_sync("refund order 42", run_id="r1")
-    assert durable.get_run("r1").trace_context is None
+    assert durable.get_run_sync("r1").trace_context is None
 
     telemetry.configure()
     durable.approve_sync("r1", "r1", approved=False, note="not without a receipt")
     asyncio.run(durable.resume("r1"))
     [attempt] = telemetry.named("invoke_agent")
     assert (attempt.attributes or {})["perdure.attempt"] == 2
-    assert durable.get_run("r1").trace_context == {"traceparent": _traceparent(attempt)}
+    assert durable.get_run_sync("r1").trace_context == {"traceparent": _traceparent(attempt)}
 
 
 def test_no_prompt_message_argument_result_or_output_on_spans_by_default(telemetry: Telemetry, journal: str) -> None:

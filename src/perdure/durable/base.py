@@ -99,10 +99,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
         )
 
     def _meta(self, run_id: str) -> RunMeta:
-        from ..observability._spans import accept_trace_context
-
-        carrier = accept_trace_context(agent_name=self.name, run_id=run_id, engine=self._backend.engine)
-        return RunMeta(agent=self.name, fingerprint=self._fingerprint(), trace_context=carrier or None)
+        return RunMeta(agent=self.name, fingerprint=self._fingerprint())
 
     def _fingerprint(self) -> str:
         # Hashing the tool schemas costs more than a step; recompute only when the agent's tools change.

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from .._exceptions import RunInProgress
 from .._ops import Decision
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "ClaimLost",
     "Done",
     "Record",
     "RunAdmin",
@@ -101,6 +103,13 @@ class Suspend(Exception):
         self.keys = list(keys)
 
 
+class ClaimLost(RunInProgress):
+    """This process lost its claim of the run (it stalled past its lease; another worker took the run over).
+
+    It stops executing the run at once and writes nothing more: the new owner's attempt is the run's.
+    """
+
+
 @runtime_checkable
 class StepStore(Protocol):
     """Where one attempt of one run records its steps.
@@ -139,8 +148,14 @@ class RunMeta:
 
     agent: str
     fingerprint: str
-    trace_context: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def trace_context(self, run_id: str, engine: str) -> dict[str, str] | None:
+        """The run's W3C trace context, to record with it: call only when the run is created (it reports the
+        ``accept_run`` span), so that every attempt of the run, in any process, continues one trace."""
+        from ..observability._spans import accept_trace_context
+
+        return accept_trace_context(agent_name=self.agent, run_id=run_id, engine=engine) or None
 
 
 @runtime_checkable
@@ -175,7 +190,9 @@ class Backend(Protocol):
     """The caller's side of an engine: what ``DurableAgentBase`` needs to implement every public method."""
 
     engine: str
-    admin: RunAdmin
+
+    @property
+    def admin(self) -> RunAdmin: ...
 
     async def accept(self, run: RunInput, meta: RunMeta, *, start: bool) -> bool:
         """Record the run durably (accepted = durable). True if created now, False if the id was known.

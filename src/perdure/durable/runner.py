@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._engine import perform_model_step, perform_tool_step_with_error
 from .._exceptions import AgentRunError, NonDeterminismError, PerdureError, RunCancelled
@@ -20,13 +20,15 @@ from .._loop import AgentRunResult, RunInput, drive
 from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep
 from .._tools import ToolOutcome
 from .codec import decode_result, encode_result
-from .ports import Done, Record, StepCall, StepStore, Suspend, WaitCall
+from .ports import ClaimLost, Done, Record, StepCall, StepStore, Suspend, WaitCall
 
 if TYPE_CHECKING:
     from .._agent import Agent
     from ..models import Model
 
 __all__ = ["AttemptEnd", "StepRunner", "run_attempt"]
+
+T = TypeVar("T")
 
 
 class StepRunner:
@@ -61,6 +63,8 @@ class StepRunner:
         self._consumed: set[str] = set()
         self._cancelled = False
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._tools_inflight: set[asyncio.Task[Any]] = set()
+        self._lost: ClaimLost | None = None
 
     # --- cancellation -------------------------------------------------------------------------------------
 
@@ -71,6 +75,8 @@ class StepRunner:
             task.cancel()
 
     def _check_cancelled(self) -> None:
+        if self._lost is not None:
+            raise self._lost
         if self._cancelled or self.store.cancel_requested():
             self._cancelled = True
             raise RunCancelled(f"run {self.run_id!r} was cancelled")
@@ -92,6 +98,12 @@ class StepRunner:
                 results[step.key] = replayed
             elif isinstance(step, WaitStep):
                 to_wait.append(step)
+            elif step.key in self.recorded:
+                # An at-most-once call that an earlier attempt started and never finished: it is not run again;
+                # the store records its outcome as unknown.
+                call = self._call(step)
+                record = await self.store.step(call, self._unknown_outcome, interrupted=self._unknown_outcome)
+                results[step.key] = self._decode(step, record)
             else:
                 to_run.append(step)
         if to_run:
@@ -100,7 +112,7 @@ class StepRunner:
             if len(to_run) == 1:
                 records = [await self._one(to_run[0], calls[0], bodies[0])]
             else:
-                records = await self.store.step_batch(calls, bodies)
+                records = await self._tracked(self.store.step_batch(calls, bodies), model=False)
             for step, record in zip(to_run, records, strict=True):
                 results[step.key] = self._decode(step, record)
         if to_wait:
@@ -110,20 +122,33 @@ class StepRunner:
         return [results[s.key] for s in steps]
 
     async def _one(self, step: ModelStep | ToolStep, call: StepCall, body: Any) -> Record:
-        if isinstance(step, ModelStep):
-            # A model request runs as a task so that a cancellation can abandon it mid-flight.
-            task = asyncio.ensure_future(self.store.step(call, body))
-            self._inflight.add(task)
-            try:
-                return await task
-            except asyncio.CancelledError:
-                if self._cancelled:
-                    raise RunCancelled(f"run {self.run_id!r} was cancelled during a model request") from None
-                raise
-            finally:
-                self._inflight.discard(task)
-        interrupted = self._unknown_outcome if step.side_effects == "at_most_once" else None
-        return await self.store.step(call, body, interrupted=interrupted)
+        interrupted = (
+            self._unknown_outcome if isinstance(step, ToolStep) and step.side_effects == "at_most_once" else None
+        )
+        return await self._tracked(self.store.step(call, body, interrupted=interrupted), model=step.kind == "model")
+
+    async def _tracked(self, coro: Coroutine[Any, Any, T], *, model: bool) -> T:
+        """Run a step as a task, so that a cancellation can abandon a model request mid-flight and a lost claim
+        can stop everything this attempt has in flight."""
+        task = asyncio.ensure_future(coro)
+        (self._inflight if model else self._tools_inflight).add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if self._lost is not None:
+                raise self._lost from None
+            if self._cancelled and model:
+                raise RunCancelled(f"run {self.run_id!r} was cancelled during a model request") from None
+            raise
+        finally:
+            self._inflight.discard(task)
+            self._tools_inflight.discard(task)
+
+    def abandon(self, error: ClaimLost) -> None:
+        """Another process owns the run now: stop every step in flight at once (tool calls too)."""
+        self._lost = error
+        for task in [*self._inflight, *self._tools_inflight]:
+            task.cancel()
 
     # --- replay ---------------------------------------------------------------------------------------------
 
@@ -253,10 +278,11 @@ class AttemptEnd:
 
     ``completed`` (``result``), ``waiting`` (``pending`` keys), ``cancelled`` / ``failed`` (``error``: the raised
     exception, ``record``: what to persist), or ``released`` (the caller's task was cancelled: the run is left for
-    any process to resume; nothing is recorded as failed).
+    any process to resume; nothing is recorded as failed), or ``lost`` (another process took the run over while
+    this one stalled: it writes nothing more).
     """
 
-    status: Literal["completed", "waiting", "cancelled", "failed", "released"]
+    status: Literal["completed", "waiting", "cancelled", "failed", "released", "lost"]
     result: AgentRunResult[Any] | None = None
     error: BaseException | None = None
     record: dict[str, Any] | None = None
@@ -278,6 +304,8 @@ async def run_attempt(agent: Agent[Any, Any], run: RunInput, runner: StepRunner)
         return AttemptEnd("waiting", pending=e.keys)
     except RunCancelled as e:
         return AttemptEnd("cancelled", error=e, record=e.to_record())
+    except ClaimLost as e:
+        return AttemptEnd("lost", error=e)
     except PerdureError as e:
         cause = runner.tool_errors.get(getattr(e, "tool_name", ""))
         if cause is not None and e.__cause__ is None:

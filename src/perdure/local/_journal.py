@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from .._exceptions import UserError
 
-__all__ = ["SCHEMA_VERSION", "Durability", "Journal", "RunRow", "StepRow"]
+__all__ = ["SCHEMA_VERSION", "Claim", "Durability", "Journal", "RunRow", "Statement", "StepRow"]
 
 APPLICATION_ID = 0x50455244  # "PERD": marks the file as a perdure journal
 SCHEMA_VERSION = 1
@@ -138,7 +138,7 @@ class Journal:
         self.path = Path(path)
         self.durability: Durability = durability
         self._lock = threading.RLock()
-        self._pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]] = []
+        self._pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[list[int]]]] = []
         self._flush_scheduled = False
         self.commits = 0
         self._conn = self._open()
@@ -251,23 +251,24 @@ class Journal:
         with self._lock:
             return self._transaction(list(statements))
 
-    def queue(self, statements: list[tuple[str, Sequence[Any]]]) -> asyncio.Future[None]:
-        """Queue statements for the next group commit; the future resolves once they are durable.
+    def queue(self, statements: list[tuple[str, Sequence[Any]]]) -> asyncio.Future[list[int]]:
+        """Queue statements for the next group commit; the future resolves once they are durable, to each
+        statement's row count (a fenced write that changed nothing counts 0).
 
         Every write queued during one turn of the event loop is committed together at the start of the next:
         with 100 runs in flight, one fsync covers all their steps instead of one each.
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[list[int]] = loop.create_future()
         self._pending.append((statements, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         return future
 
-    async def write_async(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+    async def write_async(self, statements: list[tuple[str, Sequence[Any]]]) -> list[int]:
         """Record statements durably, sharing the commit with concurrent writers (see ``queue``)."""
-        await self.queue(statements)
+        return await self.queue(statements)
 
     def flush_now(self) -> None:
         """Commit queued writes at once instead of at the next loop turn (when nobody else is writing)."""
@@ -281,23 +282,25 @@ class Journal:
             return
         try:
             with self._lock:
-                self._transaction([s for statements, _ in batch for s in statements])
+                counts = self._transaction([s for statements, _ in batch for s in statements])
         except Exception:
             # One bad statement must not fail its neighbours: retry each write on its own.
             for statements, future in batch:
                 try:
                     with self._lock:
-                        self._transaction(statements)
+                        own = self._transaction(statements)
                 except Exception as e:
                     if not future.done():
                         future.set_exception(e)
                 else:
                     if not future.done():
-                        future.set_result(None)
+                        future.set_result(own)
             return
-        for _, future in batch:
+        at = 0
+        for statements, future in batch:
             if not future.done():
-                future.set_result(None)
+                future.set_result(counts[at : at + len(statements)])
+            at += len(statements)
 
     # --- reads -----------------------------------------------------------------------------------------
 
@@ -312,6 +315,51 @@ class Journal:
     def steps(self, run_id: str) -> list[StepRow]:
         rows = self.query(f"SELECT {_STEP_COLS} FROM perdure_steps WHERE run_id = ? ORDER BY seq", (run_id,))
         return [StepRow(*r) for r in rows]
+
+    def cancel_requested_among(self, run_ids: Sequence[str]) -> list[str]:
+        marks = ",".join("?" * len(run_ids))
+        sql = f"SELECT run_id FROM perdure_runs WHERE cancel_requested = 1 AND run_id IN ({marks})"
+        return [r[0] for r in self.query(sql, list(run_ids))]
+
+    def finished_before(self, cutoff: float) -> list[str]:
+        return [
+            r[0]
+            for r in self.query(
+                "SELECT run_id FROM perdure_runs WHERE finished_at IS NOT NULL AND finished_at < ? "
+                "AND status IN ('completed', 'failed', 'cancelled')",
+                (cutoff,),
+            )
+        ]
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete finished runs and their steps (runs in flight are never deleted)."""
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            self.write(
+                [
+                    (f"DELETE FROM perdure_steps WHERE run_id IN ({marks})", chunk),
+                    (f"DELETE FROM perdure_runs WHERE run_id IN ({marks}) AND finished_at IS NOT NULL", chunk),
+                ]
+            )
+
+    def runs_with_last_progress(self, agent: str | None) -> list[tuple[RunRow, float | None]]:
+        """Running and pending runs, each with the time its last step started or finished."""
+        where = "r.status IN ('running', 'pending')"
+        params: list[object] = []
+        if agent is not None:
+            where += " AND r.agent = ?"
+            params.append(agent)
+        columns = ", ".join(f"r.{name}" for name in RunRow.__dataclass_fields__)
+        rows = self.query(
+            f"SELECT {columns}, (SELECT MAX(MAX(s.started_at, COALESCE(s.finished_at, s.started_at))) "
+            f"FROM perdure_steps s WHERE s.run_id = r.run_id) FROM perdure_runs r WHERE {where}",
+            params,
+        )
+        return [(RunRow(*values[:-1]), values[-1]) for values in rows]
+
+    def pragma(self, name: str) -> Any:
+        return self.query(f"PRAGMA {name}")[0][0]
 
     def list_runs(
         self,
@@ -340,6 +388,207 @@ class Journal:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [RunRow(*r) for r in self.query(sql, args)]
+
+
+# --- every statement the embedded engine runs, by name ------------------------------------------------------------
+#
+# A write of an executing attempt is *fenced*: it changes something only while the writer still holds its claim of
+# the run (same owner, same attempt number: every claim increments ``attempts``), checked inside the transaction
+# that makes the write. A stale owner — a process that stalled past its lease while another took the run over —
+# writes nothing; the row counts the group commit hands back tell it so.
+
+Statement = tuple[str, Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who executes an attempt of a run: the fencing token its writes carry."""
+
+    run_id: str
+    owner: str
+    attempt: int
+
+
+_FENCE = "EXISTS (SELECT 1 FROM perdure_runs WHERE run_id = ? AND owner = ? AND attempts = ? AND status = 'running')"
+
+
+def _fence(claim: Claim) -> tuple[str, str, int]:
+    return (claim.run_id, claim.owner, claim.attempt)
+
+
+def insert_run(
+    run_id: str,
+    agent: str,
+    fingerprint: str,
+    status: str,
+    input_json: str,
+    owner: str | None,
+    lease_expires: float | None,
+    trace_context: str | None,
+    at: float,
+) -> Statement:
+    return (
+        "INSERT INTO perdure_runs (run_id, agent, fingerprint, status, input, owner, lease_expires, attempts, "
+        "trace_context, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            run_id,
+            agent,
+            fingerprint,
+            status,
+            input_json,
+            owner,
+            lease_expires,
+            1 if status == "running" else 0,
+            trace_context,
+            at,
+            at,
+        ),
+    )
+
+
+def insert_step(
+    claim: Claim,
+    key: str,
+    seq: int,
+    kind: str,
+    describe: str,
+    status: str,
+    *,
+    result: str | None = None,
+    payload: str | None = None,
+    started_at: float,
+    finished_at: float | None = None,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+) -> Statement:
+    """A step row, written only while ``claim`` holds (0 rows otherwise)."""
+    return (
+        "INSERT INTO perdure_steps (run_id, key, seq, kind, describe, status, result, payload, attempt, started_at, "
+        f"finished_at, input_tokens, output_tokens) SELECT ?,?,?,?,?,?,?,?,?,?,?,?,? WHERE {_FENCE}",
+        (
+            claim.run_id,
+            key,
+            seq,
+            kind,
+            describe,
+            status,
+            result,
+            payload,
+            claim.attempt,
+            started_at,
+            finished_at,
+            input_tokens,
+            output_tokens,
+            *_fence(claim),
+        ),
+    )
+
+
+def settle_step(claim: Claim, key: str, result: str, at: float) -> Statement:
+    """An at-most-once call's "started" mark becomes its result (e.g. the unknown outcome), fenced."""
+    return (
+        "UPDATE perdure_steps SET status = 'done', result = ?, finished_at = ?, attempt = ? "
+        f"WHERE run_id = ? AND key = ? AND status = 'started' AND {_FENCE}",
+        (result, at, claim.attempt, claim.run_id, key, *_fence(claim)),
+    )
+
+
+def finish_run(
+    claim: Claim,
+    status: str,
+    *,
+    output: str | None = None,
+    error: str | None = None,
+    usage: str | None = None,
+    at: float,
+) -> Statement:
+    """The run's end, written only by the owner of the current attempt."""
+    return (
+        "UPDATE perdure_runs SET status = ?, output = ?, error = ?, usage = ?, owner = NULL, lease_expires = NULL, "
+        "updated_at = ?, finished_at = ? WHERE run_id = ? AND owner = ? AND attempts = ? AND status = 'running'",
+        (status, output, error, usage, at, at, *_fence(claim)),
+    )
+
+
+def suspend_run(claim: Claim, at: float) -> Statement:
+    # A decision that arrived while this attempt was suspending leaves the run pending (to continue), never
+    # waiting with nothing left to decide.
+    return (
+        "UPDATE perdure_runs SET status = CASE WHEN EXISTS (SELECT 1 FROM perdure_steps s WHERE s.run_id = "
+        "perdure_runs.run_id AND s.status = 'waiting') THEN 'waiting' ELSE 'pending' END, owner = NULL, "
+        "lease_expires = NULL, updated_at = ? WHERE run_id = ? AND owner = ? AND attempts = ? AND status = 'running'",
+        (at, *_fence(claim)),
+    )
+
+
+def release_run(claim: Claim, at: float) -> Statement:
+    """Give the run up without ending it (the caller's task was cancelled): any process may resume it."""
+    return (
+        "UPDATE perdure_runs SET status = 'pending', owner = NULL, lease_expires = NULL, updated_at = ? "
+        "WHERE run_id = ? AND owner = ? AND attempts = ? AND status = 'running'",
+        (at, *_fence(claim)),
+    )
+
+
+def renew_lease(claim: Claim, until: float) -> Statement:
+    return (
+        "UPDATE perdure_runs SET lease_expires = ? WHERE run_id = ? AND owner = ? AND attempts = ? "
+        "AND status = 'running'",
+        (until, *_fence(claim)),
+    )
+
+
+def set_trace_context(run_id: str, carrier: str) -> Statement:
+    return ("UPDATE perdure_runs SET trace_context = ? WHERE run_id = ? AND trace_context IS NULL", (carrier, run_id))
+
+
+def claim_run(run_id: str, status: str, previous_owner: str | None, owner: str, lease: float, at: float) -> Statement:
+    """Take a run no live process executes: compare-and-swap on its status and owner; a new attempt number."""
+    return (
+        "UPDATE perdure_runs SET status = 'running', owner = ?, lease_expires = ?, attempts = attempts + 1, "
+        "updated_at = ? WHERE run_id = ? AND status = ? AND owner IS ?",
+        (owner, lease, at, run_id, status, previous_owner),
+    )
+
+
+def decide_step(run_id: str, key: str, decision: str, at: float) -> list[Statement]:
+    return [
+        (
+            "UPDATE perdure_steps SET status = 'done', result = ?, finished_at = ? "
+            "WHERE run_id = ? AND key = ? AND status = 'waiting'",
+            (decision, at, run_id, key),
+        ),
+        # The run continues once none of its calls waits any more, judged inside this transaction: two people
+        # deciding a run's two calls at the same moment must not each leave the flip to the other.
+        (
+            "UPDATE perdure_runs SET status = 'pending', updated_at = ? WHERE run_id = ? AND status = 'waiting' "
+            "AND NOT EXISTS (SELECT 1 FROM perdure_steps WHERE run_id = ? AND status = 'waiting')",
+            (at, run_id, run_id),
+        ),
+    ]
+
+
+def cancel_run(run_id: str, error: str, at: float, row: RunRow, orphaned: bool) -> list[Statement]:
+    return [
+        # Nobody executes a pending or waiting run: it ends now. A running one stops at its next step boundary.
+        (
+            "UPDATE perdure_runs SET status = 'cancelled', cancel_requested = 1, error = ?, updated_at = ?, "
+            "finished_at = ? WHERE run_id = ? AND status IN ('pending', 'waiting')",
+            (error, at, at, run_id),
+        ),
+        # A running run whose process is gone has nobody to stop it at a step boundary: like a pending one, it ends
+        # now (unless its owner renewed the lease meanwhile: compare-and-swap on owner and lease).
+        (
+            "UPDATE perdure_runs SET status = 'cancelled', cancel_requested = 1, error = ?, owner = NULL, "
+            "lease_expires = NULL, updated_at = ?, finished_at = ? WHERE run_id = ? AND status = 'running' "
+            "AND owner IS ? AND lease_expires IS ? AND ?",
+            (error, at, at, run_id, row.owner, row.lease_expires, orphaned),
+        ),
+        (
+            "UPDATE perdure_runs SET cancel_requested = 1, updated_at = ? WHERE run_id = ? AND status = 'running'",
+            (at, run_id),
+        ),
+    ]
 
 
 def now() -> float:

@@ -18,14 +18,12 @@ from typing import Literal
 
 from ..durable.owner import is_dead_local_owner
 from ..runs import RunInfo
-from ._durable import run_info_from_row
-from ._journal import Journal, RunRow, now
+from ._info import run_info_from_row
+from ._journal import Journal, now
 
 __all__ = ["StuckRun", "find_stuck", "stuck_runs"]
 
 StuckReason = Literal["owner_gone", "no_progress"]
-
-_COLUMNS = ", ".join(f"r.{name}" for name in RunRow.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -42,20 +40,8 @@ def find_stuck(
 ) -> list[StuckRun]:
     """The stuck runs of ``journal`` (of one ``agent``, if given), longest without progress first."""
     t = now() if at is None else at
-    where = "r.status IN ('running', 'pending')"
-    params: list[object] = []
-    if agent is not None:
-        where += " AND r.agent = ?"
-        params.append(agent)
-    rows = journal.query(
-        f"SELECT {_COLUMNS}, (SELECT MAX(MAX(s.started_at, COALESCE(s.finished_at, s.started_at))) "
-        f"FROM perdure_steps s WHERE s.run_id = r.run_id) FROM perdure_runs r WHERE {where}",
-        params,
-    )
     stuck: list[StuckRun] = []
-    for values in rows:
-        row = RunRow(*values[:-1])
-        last_step = values[-1]
+    for row, last_step in journal.runs_with_last_progress(agent):
         last_progress = max(row.created_at, row.updated_at, last_step or 0.0)
         reason: StuckReason | None = None
         if row.status == "running" and (

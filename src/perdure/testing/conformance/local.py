@@ -35,7 +35,7 @@ class LocalDriver(Driver):
         return await self.status(scenario, run_id)
 
     async def status(self, scenario: str, run_id: str) -> dict[str, Any]:
-        info = self._durable(scenario).get_run(run_id)
+        info = await self._durable(scenario).get_run(run_id)
         return {
             "status": info.status,
             "pending": [p.__dict__ for p in info.pending],

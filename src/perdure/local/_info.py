@@ -1,0 +1,77 @@
+"""Run records from journal rows: what ``get_run``, ``list_runs``, the stuck finder and the CLI show."""
+
+from __future__ import annotations
+
+import json
+
+from .._ops import step_kind
+from ..runs import FINAL_STATUSES, PendingDecision, RunInfo, StepInfo
+from ..usage import Usage
+from ._journal import Journal, RunRow
+
+__all__ = ["pending_decisions", "run_info_from_row"]
+
+
+def pending_decisions(journal: Journal, run_id: str) -> list[PendingDecision]:
+    out = []
+    for s in journal.steps(run_id):
+        if s.status == "waiting" and s.payload:
+            p = json.loads(s.payload)
+            out.append(
+                PendingDecision(run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key, s.started_at)
+            )
+    return out
+
+
+def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> RunInfo:
+    steps = journal.steps(row.run_id) if with_steps else []
+    if row.usage:
+        usage = Usage(**json.loads(row.usage))
+    elif with_steps:
+        usage = Usage(
+            requests=sum(1 for s in steps if s.kind == "model"),
+            input_tokens=sum(s.input_tokens for s in steps),
+            output_tokens=sum(s.output_tokens for s in steps),
+            tool_calls=sum(1 for s in steps if s.kind == "tool"),
+        )
+    else:
+        usage = Usage()
+    pending = [
+        PendingDecision(row.run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key, s.started_at)
+        for s in steps
+        if s.status == "waiting" and s.payload and row.status not in FINAL_STATUSES  # a cancelled run waits for nobody
+        for p in [json.loads(s.payload)]
+    ]
+    return RunInfo(
+        run_id=row.run_id,
+        agent=row.agent,
+        status=row.status,
+        prompt=json.loads(row.input).get("prompt"),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+        owner=row.owner,
+        lease_expires=row.lease_expires,
+        fingerprint=row.fingerprint,
+        usage=usage,
+        output=json.loads(row.output) if row.output else None,
+        error=json.loads(row.error) if row.error else None,
+        steps=[
+            StepInfo(
+                s.key,
+                step_kind(s.key),
+                s.status,
+                s.attempt,
+                s.started_at,
+                s.finished_at,
+                s.input_tokens,
+                s.output_tokens,
+                s.describe,
+            )
+            for s in steps
+        ],
+        pending=pending,
+        trace_context=json.loads(row.trace_context) if row.trace_context else None,
+        cancel_requested=bool(row.cancel_requested),
+    )
