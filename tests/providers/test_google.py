@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from perdure._exceptions import ModelHTTPError, UserError
+from perdure._exceptions import ModelHTTPError, UnexpectedModelBehavior, UserError
 from perdure.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
@@ -35,7 +35,7 @@ from perdure.models import (
 )
 from perdure.models.google import GoogleModel
 
-from .fake_server import FakeProviderServer
+from .fake_server import Canned, FakeProviderServer
 from .google_server import call, gemini_error, gemini_response, gemini_stream, text, usage_metadata, wire
 
 WEATHER = ToolDefinition(
@@ -443,3 +443,48 @@ def test_usage_splits_cached_input(server: FakeProviderServer) -> None:
     usage = request(model_for(server), ask("hi")).usage
 
     assert (usage.input_tokens, usage.cache_read_tokens, usage.total_input_tokens) == (40, 60, 100)
+
+
+def test_streamed_and_whole_responses_agree_with_thinking(server: FakeProviderServer) -> None:
+    chunks = [
+        [text("Thinking about ", thought=True)],
+        [text("the weather.", thought=True)],
+        [call("get_weather", {"city": "Paris"}, id="fc-1", signature=b"sig-1"), call("get_weather", {"city": "Rome"})],
+    ]
+    server.enqueue(gemini_response([part for chunk in chunks for part in chunk]), gemini_stream(chunks))
+    model = model_for(server, include_thoughts=True)
+    params = ModelRequestParameters([WEATHER])
+
+    whole = request(model, ask("Paris and Rome?"), params)
+    _, streamed = stream(model, ask("Paris and Rome?"), params)
+
+    def comparable(response: ModelResponse) -> list[Any]:
+        # Streamed arguments arrive as JSON text, and made-up ids differ between two responses.
+        def same(part: Any) -> Any:
+            if not isinstance(part, ToolCallPart):
+                return part
+            made_up = part.tool_call_id.startswith("pdcall_")
+            return (part.tool_name, part.args_as_dict(), "made-up" if made_up else part.tool_call_id)
+
+        return [same(p) for p in response.parts]
+
+    assert comparable(streamed) == comparable(whole)
+    assert whole.parts[0] == ThinkingPart(content="Thinking about the weather.", provider_name="google")
+    assert [type(p).__name__ for p in whole.parts] == ["ThinkingPart", "ThinkingPart", "ToolCallPart", "ToolCallPart"]
+
+
+def test_safety_stop_without_content(server: FakeProviderServer) -> None:
+    server.enqueue(
+        Canned(body={"candidates": [{"finishReason": "SAFETY", "index": 0}], "usageMetadata": usage_metadata(5, 0)})
+    )
+
+    response = request(model_for(server), ask("something blocked"))
+
+    assert (response.parts, response.finish_reason) == ([], "SAFETY")
+
+
+def test_blocked_prompt_is_unexpected_behaviour(server: FakeProviderServer) -> None:
+    server.enqueue(Canned(body={"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage_metadata(5, 0)}))
+
+    with pytest.raises(UnexpectedModelBehavior, match="blocked: SAFETY"):
+        request(model_for(server), ask("something blocked"))

@@ -153,7 +153,9 @@ class GoogleModel(Model):
     def base_url(self) -> str:
         """Where requests go."""
         if self._fixed_client is not None:
-            return str(self._fixed_client._api_client._http_options.base_url)
+            # The SDK has no public accessor; this is for messages and repr only, so fall back quietly.
+            options = getattr(getattr(self._fixed_client, "_api_client", None), "_http_options", None)
+            return str(getattr(options, "base_url", None) or "(the client's endpoint)")
         return (
             self._base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or "https://generativelanguage.googleapis.com/"
         )
@@ -298,8 +300,9 @@ class GoogleModel(Model):
             )
         candidate = response.candidates[0]
         parts: list[ModelResponsePart] = []
-        for part in candidate.content.parts or () if candidate.content is not None else ():
-            parts.extend(_response_parts(part))
+        for part in _candidate_parts(candidate):
+            for converted in _response_parts(part):
+                _append_merged(parts, converted)
         return ModelResponse(
             parts=parts,
             usage=_usage(response.usage_metadata),
@@ -447,6 +450,28 @@ def _function_declaration(tool: ToolDefinition) -> dict[str, Any]:
     return declaration
 
 
+def _append_merged(parts: list[ModelResponsePart], part: ModelResponsePart) -> None:
+    """Adjacent text (or unsigned thought) parts become one part, as they do when streamed."""
+    last = parts[-1] if parts else None
+    same_text = isinstance(part, TextPart) and isinstance(last, TextPart)
+    same_thought = (
+        isinstance(part, ThinkingPart)
+        and isinstance(last, ThinkingPart)
+        and bool(part.content and last.content)
+        and not (part.signature or last.signature)
+    )
+    if (same_text or same_thought) and isinstance(last, TextPart | ThinkingPart) and not isinstance(part, ToolCallPart):
+        last.content += part.content
+    else:
+        parts.append(part)
+
+
+def _candidate_parts(candidate: Any) -> list[Any]:
+    """A candidate's parts; a candidate stopped by a safety filter may have no content at all."""
+    content = candidate.content
+    return list(content.parts or ()) if content is not None else []
+
+
 def _response_parts(part: Any) -> list[ModelResponsePart]:
     """One Gemini part as perdure parts: a signature becomes a thinking part in front of what carried it."""
     out: list[ModelResponsePart] = []
@@ -518,7 +543,7 @@ class _StreamState:
         candidate = chunk.candidates[0]
         if candidate.finish_reason is not None:
             streamed.finish_reason = _enum_value(candidate.finish_reason)
-        for part in candidate.content.parts or () if candidate.content is not None else ():
+        for part in _candidate_parts(candidate):
             for converted in _response_parts(part):
                 out.extend(self._events(converted))
         return out
