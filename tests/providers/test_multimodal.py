@@ -353,3 +353,29 @@ def test_agent_tool_returning_an_image_reaches_the_model(server: FakeProviderSer
     first, second = (r.body["messages"] for r in server.requests)
     assert first[0]["content"][1] == {"type": "image_url", "image_url": {"url": "https://example.com/context.png"}}
     assert second[-1]["content"][1] == {"type": "image_url", "image_url": {"url": image.data_url()}}
+
+
+def test_durable_run_records_and_replays_files(server: FakeProviderServer, tmp_path: Path) -> None:
+    from perdure import DurableAgent
+
+    server.enqueue(
+        openai_completion(tool_calls=[("call_1", "chart", "{}")]),
+        openai_completion("It is a bar chart."),
+    )
+    image = BinaryContent(data=PNG, media_type="image/png")
+
+    def chart() -> BinaryContent:
+        """Draw the chart."""
+        return image
+
+    durable = DurableAgent(Agent(chat_model(server), tools=[chart], name="files"), journal=tmp_path / "files.db")
+    history = prompt("What does the chart show?", BinaryContent(data=PDF, media_type="application/pdf"))
+
+    first = durable.run_sync(run_id="files-1", message_history=history)
+    again = durable.run_sync(run_id="files-1", message_history=history)  # finished: the journal answers
+
+    assert len(server.requests) == 2
+    assert again.output == first.output == "It is a bar chart."
+    returned = [p for m in again.all_messages() for p in m.parts if isinstance(p, ToolReturnPart)]
+    assert returned[0].content == image  # the tool's declared type brings the file back from the journal
+    assert again.all_messages()[0].parts[0] == history[0].parts[0]
