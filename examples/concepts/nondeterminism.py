@@ -7,7 +7,7 @@ from perdure import Agent, DurableAgent, NonDeterminismError, RunWaiting
 
 def support_agent(refund_tool_name: str) -> Agent[None, str]:
     model = scripted.model((refund_tool_name, {"order_id": 42}), answer="Refunded.")
-    agent = Agent(model, name="support")
+    agent = Agent(model, name="claims")
 
     @agent.tool_plain(name=refund_tool_name, requires_approval=True)
     def refund(order_id: int) -> str:

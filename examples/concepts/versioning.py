@@ -24,18 +24,18 @@ def build(name: str, *tools: object) -> Agent[None, str]:
     return agent
 
 
-v1 = DurableAgent(build("support", refund))  # deployed: a run of it is waiting for an approval
+v1 = DurableAgent(build("billing", refund))  # deployed: a run of it is waiting for an approval
 try:
-    v1.run_sync("Refund order 42", run_id="ticket-1")
+    v1.run_sync("Refund order 42", run_id="ticket-4")
 except RunWaiting:
     pass
 
 # The next version adds a tool. Which runs in flight were started by other code than it?
-next_version = build("support", refund, escalate).fingerprint()
+next_version = build("billing", refund, escalate).fingerprint()
 print("would not replay:", [r.run_id for r in v1.list_runs_sync(status=IN_FLIGHT) if r.fingerprint != next_version])
 
 # So it ships under a new name, and v1 stays deployed until its runs are finished.
-v2 = DurableAgent(build("support-v2", refund, escalate))
-v1.approve_sync("ticket-1", "call-1")
-print(v1.resume_sync("ticket-1").output)
-print("support in flight:", [r.run_id for r in v1.list_runs_sync(status=IN_FLIGHT)], "-> retire v1")
+v2 = DurableAgent(build("billing-v2", refund, escalate))
+v1.approve_sync("ticket-4", "call-1")
+print(v1.resume_sync("ticket-4").output)
+print("billing in flight:", [r.run_id for r in v1.list_runs_sync(status=IN_FLIGHT)], "-> retire v1")

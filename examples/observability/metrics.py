@@ -11,13 +11,13 @@ reader = InMemoryMetricReader()
 metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
 durable = DurableAgent(agent)
-for ticket in ("ticket-1", "ticket-2"):
+for run_id in ("return-2", "return-3"):
     try:
-        durable.run_sync("Refund order 42", run_id=ticket)
+        durable.run_sync("Refund order 42", run_id=run_id)
     except RunWaiting:
         pass
-durable.approve_sync("ticket-1", "pyd_refund_1")
-durable.resume_sync("ticket-1")
+durable.approve_sync("return-2", "pyd_refund_1")
+durable.resume_sync("return-2")
 
 data = reader.get_metrics_data()
 assert data is not None

@@ -23,11 +23,11 @@ trace.set_tracer_provider(provider)
 
 durable = DurableAgent(agent)
 if sys.argv[1:] == ["approve"]:
-    durable.approve_sync("ticket-9", "pyd_refund_1")
-    print(durable.resume_sync("ticket-9").output)
+    durable.approve_sync("return-5", "pyd_refund_1")
+    print(durable.resume_sync("return-5").output)
 else:
     try:
-        durable.run_sync("Refund order 42", run_id="ticket-9")
+        durable.run_sync("Refund order 42", run_id="return-5")
     except RunWaiting as e:
         print(e)
 provider.shutdown()  # flush the last spans before the process exits

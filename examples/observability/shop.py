@@ -3,7 +3,7 @@
 from perdure import Agent, RunContext
 from perdure.testing import TestModel
 
-agent = Agent(TestModel(custom_output_text="Refunded."), name="support")  # offline stand-in for a real model
+agent = Agent(TestModel(custom_output_text="Refunded."), name="returns")  # offline stand-in for a real model
 
 
 @agent.tool

@@ -15,11 +15,11 @@ trace.set_tracer_provider(provider)  # what any OpenTelemetry setup does; perdur
 
 durable = DurableAgent(agent)
 try:
-    durable.run_sync("Refund order 42", run_id="ticket-1")  # attempt 1: waits for an approval
+    durable.run_sync("Refund order 42", run_id="return-1")  # attempt 1: waits for an approval
 except RunWaiting:
     pass
-durable.approve_sync("ticket-1", "pyd_refund_1")
-durable.resume_sync("ticket-1")  # attempt 2: replays the first model request, executes the rest
+durable.approve_sync("return-1", "pyd_refund_1")
+durable.resume_sync("return-1")  # attempt 2: replays the first model request, executes the rest
 
 spans = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
 for span in spans:

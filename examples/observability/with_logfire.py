@@ -8,6 +8,6 @@ from perdure import DurableAgent, RunWaiting
 logfire.configure(send_to_logfire="if-token-present")  # LOGFIRE_TOKEN; without one: the console only
 
 try:
-    DurableAgent(agent).run_sync("Refund order 42", run_id="ticket-3")
+    DurableAgent(agent).run_sync("Refund order 42", run_id="return-4")
 except RunWaiting:
     pass

@@ -2,7 +2,7 @@
 
 from perdure import Agent
 
-agent = Agent("openai:gpt-4.1-mini", name="support", instructions="Help with orders. Refunds need approval.")
+agent = Agent("openai:gpt-4.1-mini", name="helpdesk", instructions="Help with orders. Refunds need approval.")
 
 
 @agent.tool_plain

@@ -14,6 +14,7 @@ question is only whether it runs, and whether the pages' files fit in one folder
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
@@ -188,3 +189,38 @@ def test_the_block_runs_as_written(block: Block, tmp_path: Path) -> None:
                 f"{block.id}: `{shown}` in a fresh folder exited {done.returncode}, not {expected}:\n"
                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
             )
+
+
+def _store(path: Path, tree: ast.AST) -> str:
+    """Where the runs of an example live when a reader runs it: its engine's store, or its embedded journal."""
+    if path.parent.name.endswith("_engine"):
+        return path.parent.name  # one DBOS database, Prefect server or Temporal namespace for the page's examples
+    journals = [
+        k.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DurableAgent"
+        for k in node.keywords
+        if k.arg == "journal" and isinstance(k.value, ast.Constant)
+    ]
+    return f"journal {journals[0] if journals else 'perdure.db'}"
+
+
+def test_examples_sharing_a_store_have_their_own_run_ids_and_agent_names() -> None:
+    """Saved in one folder, two examples that meet in one journal (or engine) must not share a run id or an agent
+    name: the second would get the first one's recorded result, or a NonDeterminismError."""
+    owners: dict[tuple[str, str, str], set[str]] = {}
+    for path in sorted(EXAMPLES.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        store = _store(path, tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            called = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            for k in node.keywords:
+                if not (isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)):
+                    continue
+                if k.arg == "run_id" or (k.arg == "name" and called == "Agent"):
+                    kind = "run id" if k.arg == "run_id" else "agent name"
+                    owners.setdefault((store, kind, k.value.value), set()).add(str(path.relative_to(EXAMPLES)))
+    shared = {key: files for key, files in owners.items() if len(files) > 1}
+    assert not shared, f"examples that meet in one store share ids: {shared}"

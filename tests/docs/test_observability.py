@@ -29,7 +29,7 @@ def test_otlp_one_trace_across_two_processes(workdir: Path) -> None:
         assert "waiting for a decision" in out
         out = run_example("observability/otlp.py", "approve", cwd=workdir, env=env, fresh_process=True)
         assert out == "Refunded.\n"
-    attempts = sorted(s["attempt"] for s in collector.spans if s["name"] == "invoke_agent support")
+    attempts = sorted(s["attempt"] for s in collector.spans if s["name"] == "invoke_agent returns")
     assert attempts == [1, 2]  # one span per process
     assert len({s["trace_id"] for s in collector.spans}) == 1
     assert {s["service"] for s in collector.spans} == {"support"}
@@ -37,7 +37,7 @@ def test_otlp_one_trace_across_two_processes(workdir: Path) -> None:
 
 def test_logfire_without_a_token_prints_the_spans(workdir: Path) -> None:
     out = run_example("observability/with_logfire.py", cwd=workdir, env={"LOGFIRE_TOKEN": ""}, fresh_process=True)
-    assert "invoke_agent support" in out
+    assert "invoke_agent returns" in out
 
 
 def test_stuck_runs(workdir: Path) -> None:
