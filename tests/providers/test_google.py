@@ -488,3 +488,21 @@ def test_blocked_prompt_is_unexpected_behaviour(server: FakeProviderServer) -> N
 
     with pytest.raises(UnexpectedModelBehavior, match="blocked: SAFETY"):
         request(model_for(server), ask("something blocked"))
+
+
+def test_request_controls(server: FakeProviderServer) -> None:
+    server.enqueue(gemini_response([text("ok")]))
+    settings = {
+        "extra_headers": {"x-trace": "t-1"},
+        "extra_body": {"labels": {"team": "agents"}},
+        "timeout": 30.0,
+        "stop_sequences": ["END"],
+        "seed": 7,
+    }
+
+    request(model_for(server), ask("hi"), settings=settings)
+
+    sent = server.requests[0]
+    assert sent.headers["x-trace"] == "t-1"
+    assert sent.body["labels"] == {"team": "agents"}
+    assert (sent.body["generationConfig"]["stopSequences"], sent.body["generationConfig"]["seed"]) == (["END"], 7)

@@ -218,7 +218,7 @@ def test_structured_output_uses_text_format(server: FakeProviderServer) -> None:
         "format": {
             "type": "json_schema",
             "name": "Answer",
-            "schema": output.parameters_json_schema,
+            "schema": {**output.parameters_json_schema, "additionalProperties": False},
             "description": "The final answer.",
             "strict": True,
         }
@@ -458,3 +458,23 @@ def test_fixture_body_is_a_valid_sdk_response() -> None:
         response_body([reasoning("rs_1", ["x"]), message("y"), function_call("c", "f", "{}")])
     )
     assert [item.type for item in parsed.output] == ["reasoning", "message", "function_call"]
+
+
+def test_request_controls(server: FakeProviderServer) -> None:
+    server.enqueue(openai_response([message("ok")]))
+    settings = {
+        "extra_headers": {"x-trace": "t-1"},
+        "extra_body": {"metadata": {"team": "agents"}},
+        "service_tier": "flex",
+        "prompt_cache_key": "agent-1",
+        "strict_tools": True,
+    }
+
+    request(model_for(server), ask("hi"), ModelRequestParameters([WEATHER]), settings)
+
+    sent = server.requests[0]
+    assert sent.headers["x-trace"] == "t-1"
+    assert sent.body["metadata"] == {"team": "agents"}
+    assert (sent.body["service_tier"], sent.body["prompt_cache_key"]) == ("flex", "agent-1")
+    assert sent.body["tools"][0]["strict"] is True
+    assert sent.body["tools"][0]["parameters"]["additionalProperties"] is False  # what strict mode demands

@@ -52,6 +52,7 @@ from . import (
 from ._http import last_instructions as _last_instructions
 from ._http import provider_message as _provider_message
 from ._http import retry_after as _retry_after
+from ._http import strict_schema as _strict_schema
 from ._multimodal import responses_tool_output, responses_user_content
 
 try:
@@ -360,7 +361,7 @@ def _function_tool(tool: ToolDefinition, *, strict: bool | None) -> dict[str, An
     function: dict[str, Any] = {
         "type": "function",
         "name": tool.name,
-        "parameters": tool.parameters_json_schema,
+        "parameters": _strict_schema(tool.parameters_json_schema) if strict else tool.parameters_json_schema,
         "strict": bool(strict),
     }
     if tool.description:
@@ -369,7 +370,8 @@ def _function_tool(tool: ToolDefinition, *, strict: bool | None) -> dict[str, An
 
 
 def _text_format(output: ToolDefinition, *, strict: bool | None) -> dict[str, Any]:
-    fmt: dict[str, Any] = {"type": "json_schema", "name": output.name, "schema": output.parameters_json_schema}
+    schema = _strict_schema(output.parameters_json_schema) if strict else output.parameters_json_schema
+    fmt: dict[str, Any] = {"type": "json_schema", "name": output.name, "schema": schema}
     if output.description:
         fmt["description"] = output.description
     if strict is not None:
