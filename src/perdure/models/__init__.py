@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from typing_extensions import TypedDict  # pydantic validates only this TypedDict on 3.11
 
@@ -24,6 +24,7 @@ from ..usage import RequestUsage
 __all__ = [
     "KNOWN_PROVIDERS",
     "OPENAI_COMPATIBLE_PRESETS",
+    "FallbackModel",
     "Model",
     "ModelRequestParameters",
     "ModelSettings",
@@ -261,6 +262,9 @@ class Model(ABC):
         yield stream
 
 
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RetryConfig:
     """Retries of transient model errors (timeouts, 429, 5xx): bounded, exponential backoff with jitter.
@@ -275,13 +279,16 @@ class RetryConfig:
 
 
 async def request_with_retries(
-    send: Callable[[], Awaitable[ModelResponse]],
+    send: Callable[[], Awaitable[_T]],
     config: RetryConfig,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     on_retry: Callable[[ModelHTTPError, int], None] | None = None,
-) -> ModelResponse:
-    """Call ``send``, retrying transient ``ModelHTTPError``s; terminal errors are raised at once."""
+) -> _T:
+    """Call ``send``, retrying transient ``ModelHTTPError``s; terminal errors are raised at once.
+
+    ``send`` usually asks for a ``ModelResponse``; it may return anything (``FallbackModel`` opens streams).
+    """
     attempt = 1
     while True:
         try:
@@ -395,3 +402,7 @@ def infer_model(model: Model | str) -> Model:
 def http_error_is_transient(status_code: int | None) -> bool:
     """Timeouts (no status), 408, 409, 429 and 5xx are transient; everything else is terminal."""
     return status_code is None or status_code in (408, 409, 429) or status_code >= 500
+
+
+# Last: fallback.py builds on the definitions above.
+from .fallback import FallbackModel  # noqa: E402
