@@ -24,7 +24,8 @@ EXAMPLES = ROOT / "examples"
 
 def _env() -> dict[str, str]:
     """This process's environment without what would point a child at this checkout or at the suite's venv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    drop = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "OPENAI_API_KEY", "OPENAI_BASE_URL", "PERDURE_JOURNAL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
 
@@ -67,13 +68,13 @@ def test_an_offline_example_runs_in_the_other_project(project: Path, tmp_path: P
     python = project / ".venv/bin/python"
     where = _run([python, "-c", "import perdure, openai; print(perdure.__file__)"], cwd=tmp_path).stdout
     assert Path(where.strip()).is_relative_to(project / ".venv"), where  # the installed perdure, not the checkout
-    # The concepts page's approval example, saved in a folder of the reader's with the module it imports.
-    for name in ("approvals.py", "scripted.py"):
-        shutil.copy(EXAMPLES / "concepts" / name, tmp_path)
-    out = _run([python, "approvals.py"], cwd=tmp_path).stdout
-    assert "Refund issued." in out
+    # The getting-started guide's durable run, saved in a folder of the reader's with the modules it imports.
+    for name in ("durable_run.py", "shop.py", "bank.py", "offline_model.py"):
+        shutil.copy(EXAMPLES / "getting_started" / name, tmp_path)
+    out = _run([python, "durable_run.py"], cwd=tmp_path).stdout
+    assert "Charged $42.00 for order 42 and emailed the receipt.\ncharges for order-42: 1\n" in out
     listed = _run([project / ".venv/bin/perdure", "runs", "list"], cwd=tmp_path).stdout
-    assert "ticket-7" in listed  # the command the wheel installs reads the journal the example wrote
+    assert "order-42" in listed  # the command the wheel installs reads the journal the example wrote
 
 
 def test_a_missing_extra_names_a_command_that_installs_it(project: Path, wheel: Path, tmp_path: Path) -> None:
