@@ -76,3 +76,27 @@ def test_run_records_and_adapters_load_no_embedded_engine() -> None:
         loaded = set(json.loads(out.stdout))
         assert not {"sqlite3", "_sqlite3"} & loaded or module in ("perdure.dbos", "perdure.prefect"), module
         assert not {m for m in loaded if m.startswith("perdure.local")}, module
+
+
+def test_testing_all_is_pinned() -> None:
+    import perdure.testing
+
+    assert perdure.testing.__all__ == [
+        "AgentInfo",
+        "DeltaToolCall",
+        "FunctionModel",
+        "MemoryAgent",
+        "MemoryRuns",
+        "TestModel",
+    ]
+
+
+def test_the_memory_engine_runs_in_process() -> None:
+    from perdure.testing import MemoryAgent, TestModel
+
+    agent = perdure.Agent(TestModel(), name="mem")
+    durable = MemoryAgent(agent)
+    first = durable.run_sync("hi", run_id="m1")
+    assert durable.run_sync("hi", run_id="m1").output == first.output  # recorded: nothing executes again
+    assert durable.get_run_sync("m1").status == "completed"
+    assert [r.run_id for r in durable.list_runs_sync()] == ["m1"]
