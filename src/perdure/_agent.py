@@ -15,6 +15,7 @@ from ._engine import InlineEngine, new_run_id
 from ._exceptions import ApprovalRequired, ToolError, UserError
 from ._loop import AgentLoop, AgentRunResult, RunInput, drive
 from ._output import OutputMode, OutputSchema
+from ._spec import AgentSpec
 from ._streaming import StreamedRunResult, run_streamed
 from ._tools import SideEffects, Tool
 from .messages import ModelMessage
@@ -249,8 +250,24 @@ class Agent(Generic[DepsT, OutputT]):
             raise UserError("no model: pass one to Agent(model=...) or to run(..., model=...)")
         return infer_model(chosen)
 
+    def spec(self) -> AgentSpec:
+        """A frozen snapshot of what a run needs from this agent (what the loop and the step functions read)."""
+        return AgentSpec(
+            name=self.name,
+            instructions=tuple(self._instructions),
+            system_prompts=tuple(self._system_prompts),
+            tools=dict(self._tools),
+            output=self._output,
+            output_validators=tuple(self._output_validators),
+            retries=self.retries,
+            output_retries=self.output_retries,
+            model_settings=self.model_settings,
+            retry_config=self.retry_config,
+            source=self,
+        )
+
     def new_loop(self, run: RunInput, deps: Any, model: Model) -> AgentLoop[OutputT]:
-        return AgentLoop(self, run, deps, model.model_name)
+        return AgentLoop(self.spec(), run, deps, model.model_name)
 
     # --- plain runs -------------------------------------------------------------------------------------
 

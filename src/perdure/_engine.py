@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._context import RunContext
 from ._exceptions import ApprovalRequired, ModelRetry, ToolError, UserError
 from ._ops import ModelStep, Step, StepResult, ToolStep, WaitStep
+from ._spec import AgentSpec, SupportsSpec, spec_of
 from ._tools import ToolOutcome
 from .messages import ModelResponse
 from .models import Model, RetryConfig, request_with_retries
 from .usage import Usage
-
-if TYPE_CHECKING:
-    from ._agent import Agent
 
 __all__ = ["perform_model_step", "perform_tool_step"]
 
@@ -53,7 +51,7 @@ async def perform_model_step(
 
 
 async def perform_tool_step(
-    agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None = None
+    agent: AgentSpec | SupportsSpec, step: ToolStep, *, deps: Any, run_id: str, prompt: str | None = None
 ) -> ToolOutcome:
     """One tool call. ``ModelRetry`` and exceptions become outcomes: engines record them, never retry them."""
     outcome, _ = await _call_tool(agent, step, deps=deps, run_id=run_id, prompt=prompt)
@@ -61,14 +59,14 @@ async def perform_tool_step(
 
 
 async def perform_tool_step_with_error(
-    agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None = None
+    agent: AgentSpec | SupportsSpec, step: ToolStep, *, deps: Any, run_id: str, prompt: str | None = None
 ) -> tuple[ToolOutcome, Exception | None]:
     """``perform_tool_step``, also returning the exception behind an ``error`` outcome (for its traceback)."""
     return await _call_tool(agent, step, deps=deps, run_id=run_id, prompt=prompt)
 
 
 async def _call_tool(
-    agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None
+    agent: AgentSpec | SupportsSpec, step: ToolStep, *, deps: Any, run_id: str, prompt: str | None
 ) -> tuple[ToolOutcome, Exception | None]:
     """``perform_tool_step``, also returning the exception behind an ``error`` outcome (for its traceback)."""
     from .observability._steps import tool_step  # OpenTelemetry loads with the first step, not on import
@@ -80,9 +78,9 @@ async def _call_tool(
 
 
 async def _invoke_tool(
-    agent: Agent[Any, Any], step: ToolStep, *, deps: Any, run_id: str, prompt: str | None
+    agent: AgentSpec | SupportsSpec, step: ToolStep, *, deps: Any, run_id: str, prompt: str | None
 ) -> tuple[ToolOutcome, Exception | None]:
-    tool = agent._tools.get(step.tool_name)
+    tool = spec_of(agent).tools.get(step.tool_name)
     if tool is None:
         message = f"the agent has no tool {step.tool_name!r}"
         return ToolOutcome(kind="error", message=message, error_type="UserError"), None
@@ -114,8 +112,10 @@ async def _invoke_tool(
 class InlineEngine:
     """Executes every step directly, recording nothing: ``agent.run()``."""
 
-    def __init__(self, agent: Agent[Any, Any], model: Model, *, deps: Any, run_id: str, prompt: str | None) -> None:
-        self.agent = agent
+    def __init__(
+        self, agent: AgentSpec | SupportsSpec, model: Model, *, deps: Any, run_id: str, prompt: str | None
+    ) -> None:
+        self.agent = spec_of(agent)
         self.model = model
         self.deps = deps
         self.run_id = run_id

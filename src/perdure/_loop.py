@@ -36,6 +36,7 @@ from ._ops import (
     unknown_key,
 )
 from ._output import OutputTool
+from ._spec import spec_of
 from ._tools import Tool, ToolOutcome
 from .messages import (
     ModelMessage,
@@ -51,7 +52,7 @@ from .models import ModelRequestParameters, ModelSettings
 from .usage import Usage, UsageLimits
 
 if TYPE_CHECKING:
-    from ._agent import Agent
+    from ._spec import AgentSpec, SupportsSpec
 
 __all__ = ["AgentRunResult", "RunInput", "drive"]
 
@@ -138,8 +139,8 @@ def _validation_errors(e: pydantic.ValidationError) -> list[dict[str, Any]]:
 class AgentLoop(Generic[OutputT]):
     """One run of an agent as a state machine. ``steps()`` yields operations; ``result`` is set at the end."""
 
-    def __init__(self, agent: Agent[Any, OutputT], run: RunInput, deps: Any, model_name: str) -> None:
-        self.agent = agent
+    def __init__(self, agent: AgentSpec | SupportsSpec, run: RunInput, deps: Any, model_name: str) -> None:
+        self.agent: AgentSpec = spec_of(agent)
         self.run = run
         self.deps = deps
         self.model_name = model_name
@@ -164,7 +165,7 @@ class AgentLoop(Generic[OutputT]):
 
     async def _instructions(self) -> str | None:
         parts: list[str] = []
-        for ins in self.agent._instructions:
+        for ins in self.agent.instructions:
             if isinstance(ins, str):
                 parts.append(ins)
             else:
@@ -175,9 +176,9 @@ class AgentLoop(Generic[OutputT]):
         return "\n\n".join(parts) if parts else None
 
     def _params(self) -> ModelRequestParameters:
-        out = self.agent._output
+        out = self.agent.output
         return ModelRequestParameters(
-            function_tools=[t.definition for t in self.agent._tools.values()],
+            function_tools=[t.definition for t in self.agent.tools.values()],
             output_tools=out.tool_definitions,
             allow_text_output=out.allow_text,
             native_output=out.native_definition,
@@ -186,7 +187,7 @@ class AgentLoop(Generic[OutputT]):
     async def steps(self) -> AsyncGenerator[Operation, Any]:
         first: list[Any] = []
         if not self.messages:
-            first.extend(SystemPromptPart(content=text) for text in self.agent._system_prompts)
+            first.extend(SystemPromptPart(content=text) for text in self.agent.system_prompts)
         if self.run.prompt is not None:
             first.append(UserPromptPart(content=self.run.prompt))
         next_request: list[Any] = first
@@ -242,7 +243,7 @@ class AgentLoop(Generic[OutputT]):
     async def _classify(self, response: ModelResponse) -> tuple[list[Any], _Final | None, list[ToolCallPart]]:
         """Split a response into: parts to send back, the final output (if any), function calls to run."""
         calls = response.tool_calls
-        output_schema = self.agent._output
+        output_schema = self.agent.output
         parts: list[Any] = []
         # The first valid output tool call ends the run; other calls in that response are not executed.
         for call in calls:
@@ -276,13 +277,13 @@ class AgentLoop(Generic[OutputT]):
         return [RetryPromptPart(content=message)], None, []
 
     async def _run_tools(self, calls: Sequence[ToolCallPart]) -> AsyncGenerator[Any, Any]:
-        tools = self.agent._tools
+        tools = self.agent.tools
         ready: list[tuple[ToolCallPart, Tool, dict[str, Any]]] = []
         results: dict[str, Any] = {}
         for call in calls:
             tool = tools.get(call.tool_name)
             if tool is None:
-                names = ", ".join(sorted([*tools, *self.agent._output.names])) or "none"
+                names = ", ".join(sorted([*tools, *self.agent.output.names])) or "none"
                 results[call.tool_call_id] = self._tool_retry(
                     call, f"Unknown tool name: {call.tool_name!r}. Available tools: {names}", None
                 )
@@ -430,7 +431,7 @@ class AgentLoop(Generic[OutputT]):
         return await self._run_validators(value, call)
 
     async def _validate_text_output(self, text: str) -> Any:
-        out = self.agent._output
+        out = self.agent.output
         if out.native_definition is not None:
             try:
                 value = out.tools[0].validate_args(text)
@@ -442,7 +443,7 @@ class AgentLoop(Generic[OutputT]):
         return await self._run_validators(text, None)
 
     async def _run_validators(self, value: Any, call: ToolCallPart | None) -> Any:
-        for validator in self.agent._output_validators:
+        for validator in self.agent.output_validators:
             takes_ctx = len(inspect.signature(validator).parameters) > 1
             try:
                 ctx = self.ctx(retry=self._output_retries, tool_name=call.tool_name if call else None)

@@ -14,13 +14,14 @@ from ._engine import InlineEngine
 from ._exceptions import ApprovalRequired, ModelHTTPError, ToolError
 from ._loop import AgentLoop, AgentRunResult, drive
 from ._ops import ModelStep, Step, StepResult, ToolStep
+from ._spec import spec_of
 from ._tools import ToolOutcome
 from .messages import ModelMessage, ModelResponse
 from .models import Model, StreamEvent, TextDelta, ToolCallDelta, request_with_retries
 from .usage import Usage
 
 if TYPE_CHECKING:
-    from ._agent import Agent
+    from ._spec import AgentSpec, SupportsSpec
 
 __all__ = ["FunctionToolCallEvent", "FunctionToolResultEvent", "ModelResponseEndEvent", "StreamedRunResult"]
 
@@ -92,7 +93,7 @@ class StreamedRunResult(Generic[OutputT]):
 
     async def stream_output(self) -> AsyncIterator[OutputT]:
         """The output as it forms: partial structured output validated as it streams, then the final one."""
-        output = self._loop.agent._output
+        output = self._loop.agent.output
         text = ""
         args: dict[int, str] = {}
         names: dict[int, str] = {}
@@ -149,7 +150,7 @@ class StreamedRunResult(Generic[OutputT]):
 
 @asynccontextmanager
 async def run_streamed(
-    agent: Agent[Any, OutputT], loop: AgentLoop[OutputT], model: Model, deps: Any
+    agent: AgentSpec | SupportsSpec, loop: AgentLoop[OutputT], model: Model, deps: Any
 ) -> AsyncIterator[StreamedRunResult[OutputT]]:
     result: StreamedRunResult[OutputT] = StreamedRunResult(loop)
     inline = InlineEngine(agent, model, deps=deps, run_id=loop.run.run_id, prompt=loop.run.prompt)
@@ -189,7 +190,7 @@ async def run_streamed(
         from .observability._steps import model_step
 
         with model_step(model, step) as span:
-            response = await request_with_retries(send, agent.retry_config, on_retry=span.on_retry)
+            response = await request_with_retries(send, spec_of(agent).retry_config, on_retry=span.on_retry)
             span.response(response)
         emit(ModelResponseEndEvent(response))
         return response

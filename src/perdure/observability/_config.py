@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import metrics, trace
 
+from .._spec import AgentSpec, SupportsSpec
 from . import _attributes as A
-
-if TYPE_CHECKING:
-    from .._agent import Agent
 
 __all__ = ["configure", "configure_agent"]
 
@@ -99,21 +97,19 @@ def configure_agent(agent: Any, *, include_content: bool | None) -> None:
 
 
 def _agent_of(agent: Any) -> Any:
-    from .._agent import Agent
-
-    if isinstance(agent, Agent):
+    if isinstance(agent, SupportsSpec):
         return agent
     inner = getattr(agent, "agent", None)
-    if isinstance(inner, Agent):
+    if isinstance(inner, SupportsSpec):
         return inner
     from .._exceptions import UserError
 
     raise UserError(f"configure_agent() takes an Agent or an engine's wrapper of one, not {type(agent).__name__}")
 
 
-def include_content_for(agent: Agent[Any, Any] | None) -> bool:
+def include_content_for(agent: AgentSpec | SupportsSpec | None) -> bool:
     if agent is not None and _settings.per_agent:
-        value = _settings.per_agent.get(agent)
+        value = _settings.per_agent.get(agent.source if isinstance(agent, AgentSpec) else agent)
         if value is not None:
             return value
     return _settings.include_content

@@ -22,8 +22,8 @@ from . import _attributes as A
 from ._config import include_content_for, instruments, tracer
 
 if TYPE_CHECKING:
-    from .._agent import Agent
     from .._loop import AgentRunResult
+    from .._spec import AgentSpec, SupportsSpec
 
 __all__ = [
     "Acceptance",
@@ -61,7 +61,7 @@ class RunAttempt:
 
     def __init__(
         self,
-        agent: Agent[Any, Any] | None,
+        agent: AgentSpec | SupportsSpec | None,
         *,
         run_id: str,
         engine: str,
@@ -141,7 +141,7 @@ class RunAttempt:
 
 @contextmanager
 def run_attempt(
-    agent: Agent[Any, Any] | None,
+    agent: AgentSpec | SupportsSpec | None,
     *,
     run_id: str,
     engine: str,
@@ -210,7 +210,7 @@ def run_attempt(
 
 
 def start_attempt(
-    agent: Agent[Any, Any] | None,
+    agent: AgentSpec | SupportsSpec | None,
     *,
     run_id: str,
     engine: str,
@@ -263,7 +263,7 @@ def _status_of(error: BaseException | None, suspend: tuple[type[BaseException], 
 
 @contextmanager
 def attempt_context(
-    agent: Agent[Any, Any] | None,
+    agent: AgentSpec | SupportsSpec | None,
     *,
     run_id: str,
     engine: str,

@@ -20,9 +20,9 @@ from ._config import include_content_for, instruments, tracer
 from ._spans import _CURRENT, RunAttempt, _json
 
 if TYPE_CHECKING:
-    from .._agent import Agent
     from .._exceptions import ModelHTTPError
     from .._ops import ModelStep, ToolStep
+    from .._spec import AgentSpec, SupportsSpec
     from .._tools import ToolOutcome
     from ..messages import ModelResponse
     from ..models import Model
@@ -169,7 +169,7 @@ class ToolStepSpan(_StepSpan):
     kind = "tool"
     __slots__ = ("agent", "error_type", "step")
 
-    def __init__(self, agent: Agent[Any, Any], step: ToolStep) -> None:
+    def __init__(self, agent: AgentSpec | SupportsSpec, step: ToolStep) -> None:
         super().__init__()
         self.agent = agent
         self.step = step
@@ -242,5 +242,5 @@ def model_step(model: Model, step: ModelStep) -> ModelStepSpan:
     return ModelStepSpan(model, step)
 
 
-def tool_step(agent: Agent[Any, Any], step: ToolStep) -> ToolStepSpan:
+def tool_step(agent: AgentSpec | SupportsSpec, step: ToolStep) -> ToolStepSpan:
     return ToolStepSpan(agent, step)
