@@ -1,0 +1,98 @@
+"""A worker process of the fault suite: ``python -m tests.faults.worker MODE JOURNAL AGENT [ARGS...]``.
+
+Modes:
+
+* ``run RUN_ID``      run (or resume) one run to its end in this process; print its outcome as one JSON line
+* ``resume RUN_ID``   resume a run another process left
+* ``start RUN_ID...`` accept runs and return (no step executes here)
+* ``serve``           be a worker (``DurableAgent.serve``) until SIGTERM or SIGKILL
+* ``approver N``      decide every waiting call until N decisions are made: approve the runs whose id ends in an
+  even digit, deny the others
+
+Options come from the environment: ``FAULTS_LEASE`` (seconds, default 30), ``FAULTS_POLL`` (default 0.05).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from perdure import DurableAgent, PerdureError
+
+from .agents import AGENTS
+
+
+def _durable(journal: str, agent: str) -> DurableAgent[Any, Any]:
+    return DurableAgent(
+        AGENTS[agent](),
+        journal=journal,
+        lease_seconds=float(os.environ.get("FAULTS_LEASE", "30")),
+        poll_interval=float(os.environ.get("FAULTS_POLL", "0.05")),
+    )
+
+
+def _report(outcome: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(outcome) + "\n")
+    sys.stdout.flush()
+
+
+def _outcome(call: Any) -> dict[str, Any]:
+    try:
+        result = call()
+    except PerdureError as e:
+        return {"error": type(e).__name__, "message": str(e), "mro": [c.__name__ for c in type(e).__mro__]}
+    return {"output": result.output}
+
+
+def _approver(durable: DurableAgent[Any, Any], decisions: int) -> None:
+    made = 0
+    while made < decisions:
+        for info in durable.list_runs_sync(status="waiting"):
+            for pending in info.pending:
+                approved = int(info.run_id[-1]) % 2 == 0
+                try:
+                    if approved:
+                        durable.approve_sync(info.run_id, pending.tool_call_id)
+                    else:
+                        durable.deny_sync(info.run_id, pending.tool_call_id, note="not this one")
+                except PerdureError:
+                    continue  # decided a moment ago
+                made += 1
+                _report({"decided": info.run_id, "approved": approved})
+        time.sleep(0.05)
+
+
+def main(argv: list[str]) -> None:
+    mode, journal, agent, *rest = argv
+    durable = _durable(journal, agent)
+    if mode == "run":
+        prompt = f"{rest[0]}|do the {agent} job"
+        _report(_outcome(lambda: durable.run_sync(prompt, run_id=rest[0])))
+    elif mode == "resume":
+        _report(_outcome(lambda: durable.resume_sync(rest[0])))
+    elif mode == "start":
+        for run_id in rest:
+            durable.start_sync(f"{run_id}|do the {agent} job", run_id=run_id)
+        _report({"started": rest})
+    elif mode == "serve":
+
+        async def serve() -> None:
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            _report({"serving": os.getpid()})
+            await durable.serve(concurrency=4, stop=stop)
+
+        asyncio.run(serve())
+    elif mode == "approver":
+        _approver(durable, int(rest[0]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
