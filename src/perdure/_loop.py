@@ -396,6 +396,7 @@ class AgentLoop(Generic[OutputT]):
             f"tool {call.tool_name!r} failed: {outcome.message}",
             tool_name=call.tool_name,
             error_type=outcome.error_type or "Exception",
+            traceback=outcome.traceback,
         )
 
     def _tool_retry(self, call: ToolCallPart, content: Any, tool: Tool | None) -> RetryPromptPart:

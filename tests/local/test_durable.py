@@ -125,7 +125,11 @@ def test_a_failed_run_keeps_its_journal_and_its_error(journal: str) -> None:
     with pytest.raises(ToolError, match="no space left: disk") as first:
         durable.run_sync("go", run_id="boom")
     assert first.value.tool_name == "explode"
+    # The tool's own exception is the cause, with its traceback into the user's code; the journal keeps a copy.
+    assert isinstance(first.value.__cause__, OSError)
+    assert first.value.traceback is not None and 'raise OSError(f"no space left: {why}")' in first.value.traceback
     info = durable.get_run_sync("boom")
+    assert [s.status for s in info.steps] == ["done", "failed"]
     assert info.status == "failed"
     assert info.error is not None
     assert info.error["type"] == "ToolError"
@@ -140,6 +144,7 @@ def test_a_failed_run_keeps_its_journal_and_its_error(journal: str) -> None:
         with pytest.raises(ToolError, match="no space left: disk") as second:
             again()
         assert second.value.tool_name == "explode"
+        assert second.value.traceback is not None and "OSError: no space left: disk" in second.value.traceback
     assert calls == {"model": 1, "tool": 1}
 
 
@@ -187,7 +192,7 @@ def test_a_terminal_model_error_fails_the_run_at_once_with_the_message_recorded(
     assert info.error["type"] == "ModelHTTPError"
     assert info.error["status_code"] == 400
     assert "messages[0] is empty" in info.error["message"]
-    assert info.steps == []
+    assert [(s.key, s.status) for s in info.steps] == [("turn/1/model", "failed")]  # shown, with its error
     with pytest.raises(ModelHTTPError) as again:
         durable.run_sync("go", run_id="bad")
     assert again.value.status_code == 400

@@ -82,12 +82,13 @@ class Done:
 @dataclass(frozen=True)
 class Record:
     """A step as its engine recorded it. ``status`` is ``done``, ``started`` (an at-most-once call that was
-    interrupted: never run again) or ``waiting`` (a decision is due)."""
+    interrupted: never run again), ``waiting`` (a decision is due) or ``failed`` (a model request that failed:
+    shown by ``runs show``, and asked again by a later attempt)."""
 
     key: str
     kind: str
     describe: str
-    status: Literal["done", "started", "waiting"]
+    status: Literal["done", "started", "waiting", "failed"]
     result: str | None = None
     attempt: int = 0
 

@@ -98,7 +98,7 @@ class StepRunner:
                 results[step.key] = replayed
             elif isinstance(step, WaitStep):
                 to_wait.append(step)
-            elif step.key in self.recorded:
+            elif step.key in self.recorded and self.recorded[step.key].status == "started":
                 # An at-most-once call that an earlier attempt started and never finished: it is not run again;
                 # the store records its outcome as unknown.
                 call = self._call(step)
@@ -169,6 +169,8 @@ class StepRunner:
             return None
         self._consumed.add(step.key)
         self._check_same(step, rec)
+        if rec.status == "failed":
+            return None  # a request that failed in an earlier attempt is asked again
         if rec.status == "done" and rec.result is not None:
             self.replayed.append(step.key)
             return decode_result(step, rec.result)

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import RunCancelled, RunInProgress, UserError, error_from_record
+from .._exceptions import PerdureError, RunCancelled, RunInProgress, UserError, error_from_record
 from .._loop import AgentRunResult, RunInput
 from .._ops import Decision
 from ..durable.base import gather_quietly, poll_until_final, waiting_error
@@ -119,7 +119,32 @@ class LocalStore:
             return self._done(call, done)
         if call.kind == "model":
             started = now()
-            done = await body()
+            retried = rec is not None and rec.status == "failed"
+            try:
+                done = await body()
+            except Exception as e:
+                if not isinstance(e, ClaimLost | RunCancelled):
+                    # The failed request is a step of the run too: `runs show` lists it, with its error.
+                    error = (
+                        e.to_record() if isinstance(e, PerdureError) else {"type": type(e).__name__, "message": str(e)}
+                    )
+                    self._record(
+                        [
+                            insert_step(
+                                self.claim,
+                                call.key,
+                                self._next_seq(call.key),
+                                call.kind,
+                                call.describe,
+                                "failed",
+                                payload=dumps(error),
+                                started_at=started,
+                                finished_at=now(),
+                                replace=retried,
+                            )
+                        ]
+                    )
+                raise
             # A model request has no side effects: its record need not be on disk before the loop moves on (see
             # ``barrier``); it shares the commit of whatever comes next.
             self._record(
@@ -136,6 +161,7 @@ class LocalStore:
                         finished_at=now(),
                         input_tokens=done.input_tokens,
                         output_tokens=done.output_tokens,
+                        replace=retried,
                     )
                 ]
             )

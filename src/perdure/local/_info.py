@@ -7,7 +7,7 @@ import json
 from .._ops import step_kind
 from ..runs import FINAL_STATUSES, PendingDecision, RunInfo, StepInfo
 from ..usage import Usage
-from ._journal import Journal, RunRow
+from ._journal import Journal, RunRow, StepRow
 
 __all__ = ["pending_decisions", "run_info_from_row"]
 
@@ -61,13 +61,14 @@ def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> Run
             StepInfo(
                 s.key,
                 step_kind(s.key),
-                s.status,
+                _status(s),
                 s.attempt,
                 s.started_at,
                 s.finished_at,
                 s.input_tokens,
                 s.output_tokens,
                 s.describe,
+                json.loads(s.result) if s.result else None,
             )
             for s in steps
         ],
@@ -75,3 +76,10 @@ def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> Run
         trace_context=json.loads(row.trace_context) if row.trace_context else None,
         cancel_requested=bool(row.cancel_requested),
     )
+
+
+def _status(step: StepRow) -> str:
+    """``failed`` for a failed model request and for a tool call that raised (recorded as an error outcome)."""
+    if step.status == "done" and step.kind == "tool" and step.result and '"kind":"error"' in step.result:
+        return "failed"
+    return step.status

@@ -460,10 +460,12 @@ def insert_step(
     finished_at: float | None = None,
     input_tokens: int = 0,
     output_tokens: int = 0,
+    replace: bool = False,
 ) -> Statement:
-    """A step row, written only while ``claim`` holds (0 rows otherwise)."""
+    """A step row, written only while ``claim`` holds (0 rows otherwise); ``replace``: over a failed attempt's."""
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
     return (
-        "INSERT INTO perdure_steps (run_id, key, seq, kind, describe, status, result, payload, attempt, started_at, "
+        f"{verb} INTO perdure_steps (run_id, key, seq, kind, describe, status, result, payload, attempt, started_at, "
         f"finished_at, input_tokens, output_tokens) SELECT ?,?,?,?,?,?,?,?,?,?,?,?,? WHERE {_FENCE}",
         (
             claim.run_id,
