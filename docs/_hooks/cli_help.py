@@ -16,7 +16,7 @@ WIDTH = "100"
 
 def cli_help(command: str) -> str:
     """``perdure <command> --help``, formatted at a fixed width."""
-    from perdure._cli import _parser
+    from perdure.cli import build_parser as _parser
 
     parser = _parser()
     for word in command.split():

@@ -33,6 +33,10 @@ class StepInfo:
     input_tokens: int
     output_tokens: int
     describe: str
+    result: Any = None
+    """What the step recorded, as JSON data (a model response, a tool outcome, a decision), when the engine's
+    admin reads it (the embedded journal does): ``runs show`` renders decisions, failures and ``--messages`` from
+    it."""
 
     @property
     def duration(self) -> float | None:

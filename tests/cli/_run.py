@@ -27,7 +27,7 @@ async def perdure(*args: str, env: dict[str, str] | None = None, timeout: float 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "perdure._cli",
+        "perdure",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -19,7 +19,7 @@ from . import agents
 
 def perdure(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "perdure._cli", *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "perdure", *args], capture_output=True, text=True, timeout=120, check=False
     )
 
 

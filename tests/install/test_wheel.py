@@ -61,7 +61,7 @@ def test_the_wheel_holds_the_package_and_its_command(wheel: Path) -> None:
     assert "perdure/py.typed" in names and "perdure/__init__.py" in names
     assert {n.split("/")[0] for n in names} == {"perdure", wheel.name.removesuffix("-py3-none-any.whl") + ".dist-info"}
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "perdure = perdure._cli:entry" in entry_points
+    assert "perdure = perdure.cli:entry" in entry_points
 
 
 def test_an_offline_example_runs_in_the_other_project(project: Path, tmp_path: Path) -> None:

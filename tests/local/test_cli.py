@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from perdure import DurableAgent, RunWaiting
-from perdure._cli import main
+from perdure.cli import main
 
 from .agents import build, prompt, quick
 from .conftest import PERDURE, ROOT, perdure_cli, tool_calls

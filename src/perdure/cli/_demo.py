@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._agent import Agent
-from ._context import RunContext
-from .messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
-from .models.function import AgentInfo, FunctionModel
+from .._agent import Agent
+from .._context import RunContext
+from ..messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from ..models.function import AgentInfo, FunctionModel
 
 RUN_ID = "order-42"
 INSTRUCTIONS = (
@@ -117,7 +117,7 @@ def _bank_charge(workdir: Path, amount_cents: int, idempotency_key: str) -> str:
 
 def child(argv: list[str]) -> None:
     """In a child process: run (or recover) the demo run."""
-    from .local import DurableAgent
+    from ..local import DurableAgent
 
     mode, journal, workdir, model = argv[0], argv[1], Path(argv[2]), (argv[3] or None)
     durable = DurableAgent(build_agent(model), journal=journal)
@@ -133,12 +133,13 @@ def main(*, model: str | None = None, journal: str | None = None, keep: bool = F
     """Run the demo; returns the process exit code."""
     from rich.console import Console
 
-    from .local import DurableAgent
+    from ..local import DurableAgent
+    from ._render import render_timeline
 
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="perdure-demo-"))
     journal_path = journal or str(workdir / "perdure.db")
-    cmd = [sys.executable, "-m", "perdure._demo"]
+    cmd = [sys.executable, "-m", "perdure.cli._demo"]
     args = [journal_path, str(workdir), model or ""]
     console.print(f"[bold]perdure demo[/] — journal: {journal_path}")
     console.print(
@@ -194,32 +195,6 @@ def main(*, model: str | None = None, journal: str | None = None, keep: bool = F
 
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
-
-
-def render_timeline(info: Any) -> Any:
-    """A rich table: each step, the attempt that executed it, and the attempts that replayed it."""
-    from rich.table import Table
-
-    table = Table(title=f"run {info.run_id} — {info.status}, {info.attempts} attempt(s)")
-    table.add_column("step")
-    table.add_column("kind")
-    table.add_column("duration", justify="right")
-    table.add_column("tokens", justify="right")
-    for attempt in range(1, info.attempts + 1):
-        table.add_column(f"attempt {attempt}")
-    for s in info.steps:
-        cells = []
-        for attempt in range(1, info.attempts + 1):
-            if attempt == s.attempt:
-                cells.append("[green]executed[/]" if s.status == "done" else f"[yellow]{s.status}[/]")
-            elif attempt > s.attempt and s.status == "done":
-                cells.append("[dim]replayed[/]")
-            else:
-                cells.append("")
-        duration = "" if s.duration is None else f"{s.duration * 1000:.1f} ms"
-        tokens = f"{s.input_tokens}/{s.output_tokens}" if s.kind == "model" else ""
-        table.add_row(s.key, s.kind, duration, tokens, *cells)
-    return table
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+"""``python -m perdure``: the ``perdure`` command."""
+
+from .cli import entry
+
+entry()

@@ -1,0 +1,5 @@
+"""``python -m perdure.cli``: the ``perdure`` command."""
+
+from . import entry
+
+entry()
