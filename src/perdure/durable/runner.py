@@ -112,7 +112,7 @@ class StepRunner:
             if len(to_run) == 1:
                 records = [await self._one(to_run[0], calls[0], bodies[0])]
             else:
-                records = await self._tracked(self.store.step_batch(calls, bodies), model=False)
+                records = await self.store.step_batch(calls, bodies)
             for step, record in zip(to_run, records, strict=True):
                 results[step.key] = self._decode(step, record)
         if to_wait:
@@ -125,7 +125,7 @@ class StepRunner:
         interrupted = (
             self._unknown_outcome if isinstance(step, ToolStep) and step.side_effects == "at_most_once" else None
         )
-        return await self._tracked(self.store.step(call, body, interrupted=interrupted), model=step.kind == "model")
+        return await self.store.step(call, body, interrupted=interrupted)
 
     async def _tracked(self, coro: Coroutine[Any, Any, T], *, model: bool) -> T:
         """Run a step as a task, so that a cancellation can abandon a model request mid-flight and a lost claim
@@ -224,7 +224,7 @@ class StepRunner:
 
     def _call(self, step: ModelStep | ToolStep) -> StepCall:
         at_most_once = isinstance(step, ToolStep) and step.side_effects == "at_most_once"
-        return StepCall(self.run_id, step.key, step.kind, step.describe(), self.attempt, at_most_once)
+        return StepCall(self.run_id, step.key, step.kind, step.describe(), self.attempt, at_most_once, step)
 
     def _wait_call(self, step: WaitStep) -> WaitCall:
         return WaitCall(
@@ -239,6 +239,8 @@ class StepRunner:
         )
 
     def _body(self, step: ModelStep | ToolStep) -> Any:
+        """What executing ``step`` means, run as a tracked task (so that it can be abandoned); the store records
+        its result in the attempt's own task, with no extra turn of the event loop (group commit relies on it)."""
         if isinstance(step, ModelStep):
 
             async def model_body() -> Done:
@@ -247,7 +249,7 @@ class StepRunner:
                 usage = response.usage
                 return Done(encode_result(response), usage.input_tokens, usage.output_tokens)
 
-            return model_body
+            return lambda: self._tracked(model_body(), model=True)
 
         async def tool_body() -> Done:
             self._check_cancelled()
@@ -260,7 +262,7 @@ class StepRunner:
                     outcome = outcome.model_copy(update={"traceback": _format(error)})
             return Done(encode_result(outcome))
 
-        return tool_body
+        return lambda: self._tracked(tool_body(), model=False)
 
     @staticmethod
     async def _unknown_outcome() -> Done:
