@@ -77,7 +77,10 @@ def _prefect(config: pytest.Config) -> Any:
 
 
 _STARTERS = {"test_temporal.py": _temporal, "test_prefect.py": _prefect}
-_STARTING: dict[str, threading.Thread] = {}
+_STARTED: dict[str, threading.Event] = {}
+# A server started with PR_SET_PDEATHSIG (tests/prefect/_server.py) gets SIGTERM when the *thread* that started it
+# ends, not the process: the starting threads live until the session ends.
+_SESSION_OVER = threading.Event()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -86,22 +89,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # other tests run first and start the servers themselves
     wanted = {item.path.name for item in items if item.path.name in _STARTERS}
     for name in sorted(wanted):
+        started = _STARTED[name] = threading.Event()
 
-        def start(starter: Callable[[pytest.Config], Any] = _STARTERS[name]) -> None:
+        def start(
+            starter: Callable[[pytest.Config], Any] = _STARTERS[name], started: threading.Event = started
+        ) -> None:
             try:
                 starter(session.config)
             except BaseException:  # a missing server: the fixture asks again, and skips or fails the test
                 pass
+            finally:
+                started.set()
+            _SESSION_OVER.wait()
 
-        thread = threading.Thread(target=start, name=f"start-{name}", daemon=True)
-        thread.start()
-        _STARTING[name] = thread
+        threading.Thread(target=start, name=f"start-{name}", daemon=True).start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _SESSION_OVER.set()
 
 
 def _started(name: str) -> None:
-    thread = _STARTING.get(name)
-    if thread is not None:
-        thread.join()
+    started = _STARTED.get(name)
+    if started is not None:
+        started.wait()
 
 
 @pytest.fixture(scope="session")
