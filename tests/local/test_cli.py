@@ -266,3 +266,172 @@ def test_perdure_demo(tmp_path: Path) -> None:
     assert "replayed" in demo.stdout and "executed" in demo.stdout
     assert "charge_card executed 1 time(s)" in demo.stdout
     assert list(tmp_path.iterdir()) == []  # the demo leaves nothing behind
+
+
+# --- what a new user expects (issue 14) -----------------------------------------------------------------------
+
+
+def test_version_help_and_python_m_perdure(tmp_path: Path) -> None:
+    import perdure
+
+    version = subprocess.run(
+        [sys.executable, "-m", "perdure", "--version"], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert (version.returncode, version.stdout.strip()) == (0, f"perdure {perdure.__version__}")
+    bare = subprocess.run([*PERDURE], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    for command in ("demo", "runs", "approve", "worker"):
+        assert command in bare.stdout
+    runs = cli("runs")
+    assert runs.returncode == 0 and "list" in runs.stdout and "resume" in runs.stdout
+    assert list(tmp_path.iterdir()) == []  # help creates no journal
+
+
+def test_show_says_who_decided_when_and_why(journal: str, effects_log: Path) -> None:
+    durable = DurableAgent(build("approval"), journal=journal)
+    waiting_run(durable, "yes")
+    waiting_run(durable, "no")
+    assert (
+        cli("approve", "yes", "r1", "--by", "alice", "--note", "checked the order", "--journal", journal).returncode
+        == 0
+    )
+    assert cli("approve", "no", "r1", "--deny", "--note", "over the limit", "--journal", journal).returncode == 0
+
+    shown = cli("runs", "show", "yes", "--journal", journal)
+    assert "call r1 approved by alice at " in shown.stdout, shown.stdout
+    assert "note: 'checked the order'" in shown.stdout
+    denied = cli("runs", "show", "no", "--journal", journal).stdout
+    assert "call r1 denied at " in denied and "note: 'over the limit'" in denied and " by " not in denied
+
+    # Deciding again says how the call was decided, instead of "no call waiting".
+    again = cli("approve", "yes", "r1", "--journal", journal)
+    assert again.returncode == 2
+    assert "'r1' of run 'yes' is already approved by alice" in again.stderr
+    assert "(note 'checked the order')" in again.stderr and "nothing was changed" in again.stderr
+    assert "already denied" in cli("approve", "no", "r1", "--journal", journal).stderr
+
+    # The model sees the note; who decided travels with it.
+    assert durable.resume_sync("no").output.endswith("over the limit")
+    record = cli_json("runs", "show", "yes", "--journal", journal, "--json")
+    decision = next(s for s in record["steps"] if s["key"] == "turn/1/approval/r1")
+    assert decision["result"] == {"approved": True, "note": "checked the order [by alice]"}
+
+
+def _lookup_agent(fail: bool) -> Any:
+    from perdure import Agent
+    from perdure.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+    from perdure.models.function import AgentInfo, FunctionModel
+
+    def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1:
+            return ModelResponse(parts=[ToolCallPart(tool_name="lookup", args={"order": 42}, tool_call_id="c1")])
+        return ModelResponse(parts=[TextPart(content="order 42 ships tomorrow")])
+
+    agent: Any = Agent(FunctionModel(script, model_name="scripted"), name="lookups")
+
+    @agent.tool_plain
+    def lookup(order: int) -> dict[str, Any]:
+        """Look an order up."""
+        if fail:
+            raise ConnectionError("the order service is down")
+        return {"order": order, "ships": "tomorrow"}
+
+    return agent
+
+
+def test_show_marks_failed_steps_and_renders_the_messages(journal: str) -> None:
+    from perdure import AgentRunError
+
+    DurableAgent(_lookup_agent(fail=False), journal=journal).run_sync("when does order 42 ship?", run_id="ok")
+    with pytest.raises(AgentRunError):
+        DurableAgent(_lookup_agent(fail=True), journal=journal).run_sync("when does order 42 ship?", run_id="bad")
+
+    failed = cli("runs", "show", "bad", "--journal", journal)
+    assert failed.returncode == 0, failed.stderr
+    assert "failed step turn/1/tool/c1: ConnectionError: the order service is down" in failed.stdout, failed.stdout
+    assert 'raise ConnectionError("the order service is down")' in failed.stdout  # the tool's own line
+    timeline = [line for line in failed.stdout.splitlines() if "turn/1/tool/c1" in line and "│" in line]
+    assert timeline and "failed" in timeline[0] and "executed" not in timeline[0]
+
+    talk = cli("runs", "show", "ok", "--messages", "--journal", journal)
+    assert talk.returncode == 0, talk.stderr
+    lines = talk.stdout[talk.stdout.index("messages") :]
+    for expected in (
+        "user: when does order 42 ship?",
+        'assistant → lookup({"order": 42}) call c1',
+        'tool lookup ← {"order": 42, "ships": "tomorrow"}',
+        "assistant: order 42 ships tomorrow",
+    ):
+        assert expected in lines, (expected, lines)
+    broken = cli("runs", "show", "bad", "--messages", "--journal", journal).stdout
+    assert "tool lookup raised ConnectionError: the order service is down" in broken
+
+
+def test_a_damaged_journal_gives_one_clear_message_and_is_left_as_it_was(journal: str, effects_log: Path) -> None:
+    durable = DurableAgent(build("plain"), journal=journal)
+    for i in range(60):
+        durable.run_sync(prompt("plain", f"p{i}") + " " + "x" * 500, run_id=f"p{i}")
+    del durable
+    conn = sqlite3.connect(journal)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    assert pages > 6
+    with open(journal, "r+b") as f:  # the middle of the file: the header and the schema stay readable
+        f.seek(page_size * (pages // 2))
+        f.write(b"\x0d" + b"\xff" * (page_size * 2 - 1))
+    before = Path(journal).read_bytes()
+
+    for args in (["runs", "list"], ["runs", "show", "p30"], ["runs", "prune", "--older-than", "0s"]):
+        out = cli(*args, "--journal", journal)
+        assert out.returncode == 2, (args, out.stdout)
+        assert out.stderr.count("\n") == 1, out.stderr  # one message, no traceback
+        assert f"the journal {journal} is damaged" in out.stderr and "perdure changed nothing" in out.stderr
+        assert f'sqlite3 {journal} ".recover"' in out.stderr
+    assert Path(journal).read_bytes() == before
+
+
+def test_read_commands_never_create_or_change_a_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for args in (["runs", "list"], ["runs", "show", "x"], ["approve", "x", "c1"], ["runs", "cancel", "x"]):
+        out = cli(*args, "--journal", str(empty))
+        assert out.returncode == 2 and "empty file (0 bytes)" in out.stderr and "untouched" in out.stderr
+        missing = cli(*args, "--journal", str(tmp_path / "missing.db"))
+        assert missing.returncode == 2 and "no journal at" in missing.stderr
+    dbos = cli("runs", "list", "--dbos", f"sqlite:///{tmp_path / 'typo.sqlite'}")
+    assert dbos.returncode == 2 and "no DBOS system database at" in dbos.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"] and empty.read_bytes() == b""
+
+
+def test_ctrl_c_in_resume_stops_cleanly_and_says_how_to_resume(
+    journal: str, effects_log: Path, tmp_path: Path, reap: list[subprocess.Popen[str]]
+) -> None:
+    durable = DurableAgent(build("slow"), journal=journal)
+    run_id = asyncio.run(durable.start(prompt("slow", "held"), run_id="held"))
+    spec = "tests.local.agents:slow_agent"
+    resume = subprocess.Popen(
+        [*PERDURE, "runs", "resume", run_id, "--agent", spec, "--journal", journal],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reap.append(resume)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "holding-held").exists():
+        assert resume.poll() is None, resume.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    resume.send_signal(signal.SIGINT)
+    (tmp_path / "release-held").write_text("1")  # a tool's thread cannot be killed: let it end
+    out, err = resume.communicate(timeout=30)
+    assert resume.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"interrupted: resume with `perdure runs resume held --agent {spec} --journal {journal}`" in err
+    assert "held turn/1/model done" in err  # the progress it made before
+    assert out == ""
+    again = perdure_cli("runs", "resume", "held", "--agent", spec, "--journal", journal)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == "released: hold=held"

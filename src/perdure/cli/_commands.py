@@ -25,7 +25,7 @@ __all__ = ["entry", "main"]
 def _console(*, stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    return Console(stderr=stderr, soft_wrap=True)  # a long line stays one line (grep, logs)
 
 
 def _run(where: Where, go: Callable[[], Awaitable[int]]) -> int:
@@ -199,19 +199,27 @@ def _step_line(run_id: str, step: Any) -> str:
     return f"[dim]{run_id}[/] {step.key} {what}{took}"
 
 
-async def _watch_run(durable: Any, run_id: str, console: Any, interval: float = 0.2) -> None:
-    """Print each step of the run as its engine records it (until cancelled)."""
-    seen: set[tuple[str, str]] = set()
-    while True:
+class _RunProgress:
+    """Prints each step of one run as its engine records it (through the agent's public ``get_run``)."""
+
+    def __init__(self, durable: Any, run_id: str, console: Any) -> None:
+        self.durable, self.run_id, self.console = durable, run_id, console
+        self.seen: set[tuple[str, str]] = set()
+
+    async def poll(self) -> None:
         try:
-            info = await durable.get_run(run_id)
+            info = await self.durable.get_run(self.run_id)
         except Exception:  # progress is best effort: never the reason a resume fails
-            info = None
+            return
         for step in info.steps if info is not None else []:
-            if (step.key, step.status) not in seen:
-                seen.add((step.key, step.status))
-                console.print(_step_line(run_id, step), highlight=False)
-        await asyncio.sleep(interval)
+            if (step.key, step.status) not in self.seen:
+                self.seen.add((step.key, step.status))
+                self.console.print(_step_line(self.run_id, step), highlight=False)
+
+    async def follow(self, interval: float = 0.2) -> None:
+        while True:
+            await self.poll()
+            await asyncio.sleep(interval)
 
 
 def _resume_hint(args: argparse.Namespace) -> str:
@@ -228,11 +236,13 @@ def _resume(args: argparse.Namespace) -> int:
     console = _console(stderr=True)
 
     async def go() -> Any:
-        watcher = asyncio.create_task(_watch_run(durable, args.run_id, console))
+        progress = _RunProgress(durable, args.run_id, console)
+        watcher = asyncio.create_task(progress.follow())
         try:
             return await durable.resume(args.run_id)
         finally:
             watcher.cancel()
+            await progress.poll()  # the steps recorded since the last look
 
     console.print(f"resuming run {args.run_id} (agent {durable.name})", highlight=False)
     try:
@@ -247,24 +257,33 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _watch_agent(durable: Any, console: Any, interval: float = 0.5) -> None:
-    """Print each run of the agent whose status changes while the worker serves (until cancelled)."""
-    status: dict[str, str] = {}
-    first = True
-    while True:
+class _AgentProgress:
+    """Prints each run of an agent whose status changes while a worker serves (through ``list_runs``)."""
+
+    def __init__(self, durable: Any, console: Any) -> None:
+        self.durable, self.console = durable, console
+        self.status: dict[str, str] | None = None
+
+    async def poll(self) -> None:
         try:
-            infos = await durable.list_runs(limit=100)
-        except Exception:
-            infos = []
+            infos = await self.durable.list_runs(limit=100)
+        except Exception:  # progress is best effort: never the reason a worker stops
+            return
+        first, self.status = self.status is None, self.status or {}
         for info in reversed(infos):
-            if status.get(info.run_id) != info.status:
-                status[info.run_id] = info.status
-                if not first:
-                    color = render.COLORS.get(info.status, "white")
-                    error = f": {info.error.get('message')}" if info.error else ""
-                    console.print(f"run {info.run_id} [{color}]{info.status}[/]{error}", highlight=False)
-        first = False
-        await asyncio.sleep(interval)
+            if self.status.get(info.run_id) == info.status:
+                continue
+            self.status[info.run_id] = info.status
+            if first and info.status in FINAL_STATUSES:
+                continue  # finished before this worker started: not its news
+            color = render.COLORS.get(info.status, "white")
+            error = f": {info.error.get('message')}" if info.error else ""
+            self.console.print(f"run {info.run_id} [{color}]{info.status}[/]{error}", highlight=False)
+
+    async def follow(self, interval: float = 0.5) -> None:
+        while True:
+            await self.poll()
+            await asyncio.sleep(interval)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -288,11 +307,14 @@ def _worker(args: argparse.Namespace) -> int:
         main = asyncio.current_task()
         assert main is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
-        watcher = asyncio.create_task(_watch_agent(durable, console))
+        progress = _AgentProgress(durable, console)
+        await progress.poll()
+        watcher = asyncio.create_task(progress.follow())
         try:
             await durable.serve(concurrency=args.concurrency)
         finally:
             watcher.cancel()
+            await progress.poll()  # how the runs in hand were left
 
     try:
         asyncio.run(serve())
@@ -325,7 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     if args.command == "runs" and args.runs_command is None:
-        parser.parse_args(["runs", "--help"])  # prints the help of `perdure runs` and exits 0
+        runs = next(a for a in parser._subparsers._group_actions if a.dest == "command")  # type: ignore[union-attr]
+        runs.choices["runs"].print_help()  # type: ignore[index]
+        return 0
     command = COMMANDS[(args.command, getattr(args, "runs_command", None))]
     try:
         return command(args)

@@ -179,7 +179,8 @@ def render_run(info: RunInfo, console: Any, *, messages: bool = False) -> None:
         if failed(s):
             result = s.result if isinstance(s.result, dict) else {}
             what = result.get("message") or "failed"
-            kind = f"{result['error_type']}: " if result.get("error_type") else ""
+            kind = result.get("error_type") or result.get("type") or ""
+            kind = f"{kind}: " if kind and not str(what).startswith(f"{kind}:") else ""
             console.print(f"[red]failed step[/] {s.key}: {kind}{what}", highlight=False)
             if result.get("traceback"):
                 console.print(str(result["traceback"]), markup=False, highlight=False)
@@ -233,10 +234,9 @@ def render_messages(info: RunInfo, console: Any) -> None:
             if outcome == "return":
                 console.print(f"[bold magenta]tool[/] {name} ← {escape(_text(r.get('value')))}")
             elif outcome == "error":
-                console.print(
-                    f"[bold magenta]tool[/] {name} [red]raised {escape(str(r.get('error_type') or 'an error'))}[/]: "
-                    f"{escape(str(r.get('message')))}"
-                )
+                kind, message = str(r.get("error_type") or "an error"), str(r.get("message"))
+                message = message.removeprefix(f"{kind}: ")
+                console.print(f"[bold magenta]tool[/] {name} [red]raised {escape(kind)}[/]: {escape(message)}")
             else:
                 console.print(
                     f"[bold magenta]tool[/] {name} [yellow]{escape(str(outcome))}[/]: "
