@@ -68,6 +68,6 @@ def test_cli_lists_shows_approves_and_cancels_dbos_runs(launch: Callable[[], Non
         assert json.loads(stuck.stdout) == []  # nothing is running without progress
 
         unknown = perdure("runs", "show", "nope", "--dbos", dbos_url)
-        assert unknown.returncode == 2 and "no perdure run 'nope'" in unknown.stderr
+        assert unknown.returncode == 2 and "run 'nope'" in unknown.stderr
 
     asyncio.run(main())

@@ -79,6 +79,9 @@ def test_a_worker_executes_started_runs(
     out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err  # a worker stopped by a signal exits cleanly
     assert "perdure worker: agent local-worker" in out
+    for i in range(3):  # progress: each run the worker finished
+        assert f"run w{i} completed" in err, err
+    assert "worker stopped: the runs it held are pending again" in err
     for i in range(3):
         assert len(tool_calls(effects_log, f"w{i}")) == 1
         assert durable.get_run_sync(f"w{i}").status == "completed"
@@ -175,6 +178,7 @@ def test_approve_and_deny_from_the_cli(journal: str, effects_log: Path) -> None:
     resumed = perdure_cli("runs", "resume", "yes", "--agent", "tests.local.agents:approval_agent", "--journal", journal)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == "refund: refund=refunded 4200"
+    assert "yes turn/1/tool/r1 done" in resumed.stderr and "yes turn/2/model done" in resumed.stderr  # progress
     no = durable.resume_sync("no").output
     assert no.startswith("refund: refund=The user denied this tool call; it was not run.")
     assert "over the limit" in no

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import os
 import signal
@@ -34,8 +35,20 @@ def _run(where: Where, go: Callable[[], Awaitable[int]]) -> int:
         # A Temporal client's native runtime's threads can abort the interpreter while it finalizes
         # (temporalio/sdk-python#300): the command exits without finalizing instead.
         _EXIT_HARD = True
+
+    async def opened() -> int:
+        # An engine's admin may hold connections (a DBOS client, an HTTP client): opened and closed around the
+        # command, in its event loop.
+        async with contextlib.AsyncExitStack() as stack:
+            admin: Any = where.admin
+            if hasattr(admin, "__aenter__"):
+                await stack.enter_async_context(admin)
+            elif hasattr(admin, "__enter__"):
+                stack.enter_context(admin)
+            return await go()
+
     with translate_errors(where):
-        return asyncio.run(go())  # type: ignore[arg-type]
+        return asyncio.run(opened())
 
 
 async def _get(where: Where, run_id: str) -> RunInfo:
