@@ -187,6 +187,7 @@ def loop_agent() -> Agent[Any, Any]:
 
     async def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         run_id, turn = _run_id_of(messages), _turn(messages)
+        log_event("start", "model", f"turn/{turn}", run_id, f"turn/{turn}/model")
         await asyncio.sleep(random.uniform(0.02, 0.12))
         return _loop_script(messages, turn, run_id)
 

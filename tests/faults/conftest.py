@@ -86,10 +86,13 @@ def query(journal: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[An
         conn.close()
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 40) -> None:
+def wait_until(
+    check: Callable[[], bool], what: str, timeout: float = 40, state: Callable[[], object] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}" + (f"; state: {state()}" if state else ""))
         time.sleep(0.02)
 
 

@@ -52,7 +52,8 @@ def _outcome(call: Any) -> dict[str, Any]:
 def _approver(durable: DurableAgent[Any, Any], decisions: int) -> None:
     made = 0
     while made < decisions:
-        for info in durable.list_runs_sync(status="waiting"):
+        for listed in durable.list_runs_sync(status="waiting"):
+            info = durable.get_run_sync(listed.run_id)  # a listing leaves `pending` empty
             for pending in info.pending:
                 approved = int(info.run_id[-1]) % 2 == 0
                 try:
