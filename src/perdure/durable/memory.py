@@ -147,7 +147,7 @@ class MemoryStore:
         row = self._row(call, "done", call.kind, result=done.result, finished_at=time.time())
         row.update(input_tokens=done.input_tokens, output_tokens=done.output_tokens)
         self._write(call.key, row)
-        return Record(call.key, call.kind, call.describe, "done", done.result, self.attempt)
+        return Record(call.key, call.kind, call.describe, "done", done.result, self.attempt, done.value)
 
     async def wait(self, calls: Sequence[WaitCall]) -> dict[str, Decision]:
         for w in calls:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from .._exceptions import RunInProgress
-from .._ops import Decision
+from .._ops import Decision, Step
 
 if TYPE_CHECKING:
     from .._loop import AgentRunResult, RunInput
@@ -54,6 +54,9 @@ class StepCall:
     attempt: int
     at_most_once: bool = False
     """Write a durable "started" mark before the body acts; on replay a mark without a result is ``started``."""
+    step: Step | None = field(default=None, compare=False, repr=False)
+    """The step itself, for stores that execute it elsewhere instead of calling the body (a Temporal activity
+    ships the step's messages or arguments to a worker)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Done:
     result: str
     input_tokens: int = 0
     output_tokens: int = 0
+    value: Any = field(default=None, compare=False, repr=False)
+    """The result itself (the object ``result`` encodes), so the attempt that produced it need not decode it."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ class Record:
     status: Literal["done", "started", "waiting", "failed"]
     result: str | None = None
     attempt: int = 0
+    value: Any = field(default=None, compare=False, repr=False)
+    """The decoded result when the store has it at hand (a step just executed in this process)."""
 
 
 Body = Callable[[], Awaitable[Done]]

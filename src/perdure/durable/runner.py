@@ -211,6 +211,10 @@ class StepRunner:
 
     def _decode(self, step: Step, record: Record) -> StepResult:
         """A record the store handed back: just executed, or replayed natively by the engine (checked here)."""
+        if record.value is not None:  # executed by this attempt, in this process: nothing to check or decode
+            self.executed.append(step.key)
+            value: StepResult = record.value
+            return value
         self._check_same(step, record)
         if record.result is None:  # pragma: no cover - a store returns results for done steps
             raise AgentRunError(f"run {self.run_id!r}: step {step.key!r} has no recorded result")
@@ -247,7 +251,7 @@ class StepRunner:
                 self._check_cancelled()
                 response = await perform_model_step(self.model, step, self.agent.retry_config)
                 usage = response.usage
-                return Done(encode_result(response), usage.input_tokens, usage.output_tokens)
+                return Done(encode_result(response), usage.input_tokens, usage.output_tokens, value=response)
 
             return lambda: self._tracked(model_body(), model=True)
 
@@ -260,13 +264,14 @@ class StepRunner:
                 self.tool_errors[step.tool_name] = error
                 if outcome.traceback is None:
                     outcome = outcome.model_copy(update={"traceback": _format(error)})
-            return Done(encode_result(outcome))
+            return Done(encode_result(outcome), value=outcome)
 
         return lambda: self._tracked(tool_body(), model=False)
 
     @staticmethod
     async def _unknown_outcome() -> Done:
-        return Done(encode_result(ToolOutcome(kind="unknown")))
+        outcome = ToolOutcome(kind="unknown")
+        return Done(encode_result(outcome), value=outcome)
 
 
 def _format(error: BaseException) -> str:

@@ -312,7 +312,7 @@ class LocalStore:
         return seq
 
     def _done(self, call: StepCall, done: Done) -> Record:
-        return Record(call.key, call.kind, call.describe, "done", done.result, call.attempt)
+        return Record(call.key, call.kind, call.describe, "done", done.result, call.attempt, done.value)
 
     def record_end(self, statement: Statement) -> None:
         self._record([statement])
@@ -348,13 +348,20 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         last_renew = time.monotonic()
-        poll = 0.0
+        idle_since: float | None = None
+        poll = 0.05
         while True:
             self._wake.wait(poll)
             with self._lock:
                 if not self._stores:
-                    self._thread = None
-                    return
+                    # Idle: linger a little, so that a process running runs one after another does not pay for
+                    # a new thread (and its first tick) per run.
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since > 2.0:
+                        self._thread = None
+                        return
+                    continue
+                idle_since = None
                 # Held only for this tick: a finished run's store (and its journal) must not outlive it here.
                 stores = list(self._stores.values())
                 poll = min(self._polls.values())
