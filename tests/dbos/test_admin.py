@@ -1,4 +1,5 @@
-"""The functions behind ``perdure runs ... --dbos URL``: they need only the system database URL."""
+"""``perdure.dbos.admin(url)``, the run-admin port behind ``perdure runs ... --dbos URL``: it needs only the system
+database URL (no agent, no launched DBOS)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import pytest
 
 from dbos import DBOS
 from perdure import RunWaiting, UserError
-from perdure.dbos import DBOSAgent
-from perdure.dbos import _admin as admin
+from perdure.dbos import DBOSAgent, admin
 
 from . import agents
 
@@ -35,31 +35,35 @@ def test_list_and_show_runs(launch: Callable[[], None], dbos_url: str) -> None:
             await second.run("two", run_id="b-1")
         await DBOS.start_workflow_async(not_a_run)
 
-        runs = admin.list_runs(dbos_url)
-        assert [(r["run_id"], r["agent"], r["status"]) for r in runs] == [
-            ("b-1", "refunds", "waiting"),
-            ("a-1", "tools", "completed"),
-        ]
-        assert [r["run_id"] for r in admin.list_runs(dbos_url, status="completed")] == ["a-1"]
-        assert [r["run_id"] for r in admin.list_runs(dbos_url, agent="tools")] == ["a-1"]
-        assert [r["run_id"] for r in admin.list_runs(dbos_url, limit=1)] == ["b-1"]
-        assert admin.list_runs(dbos_url, status="failed") == []
+        with admin(dbos_url) as runs:
+            listed = await runs.list_runs()
+            assert [(r.run_id, r.agent, r.status) for r in listed] == [
+                ("b-1", "refunds", "waiting"),
+                ("a-1", "tools", "completed"),
+            ]
+            assert [r.run_id for r in await runs.list_runs(status=["completed"])] == ["a-1"]
+            assert [r.run_id for r in await runs.list_runs(agent="tools")] == ["a-1"]
+            assert [r.run_id for r in await runs.list_runs(limit=1)] == ["b-1"]
+            assert await runs.list_runs(status=["failed"]) == []
 
-        shown = admin.get_run(dbos_url, "b-1")
-        assert shown["status"] == "waiting" and shown["prompt"] == "two"
-        (pending,) = shown["pending"]
-        assert (pending["tool_name"], pending["tool_call_id"], pending["args"]) == ("refund", "r1", {"cents": 4200})
-        assert [(s["key"], s["status"]) for s in shown["steps"]] == [
-            ("turn/1/model", "done"),
-            ("turn/1/approval/r1", "waiting"),
-        ]
-        done = admin.get_run(dbos_url, "a-1")
-        assert done["output"] == "done: stamp=stamp 7 by None" and done["usage"]["tool_calls"] == 1
-        assert all(s["duration"] is not None and s["duration"] >= 0 for s in done["steps"])
+            shown = await runs.get_run("b-1")
+            assert shown is not None and shown.status == "waiting" and shown.prompt == "two"
+            (pending,) = shown.pending
+            assert (pending.tool_name, pending.tool_call_id, pending.args) == ("refund", "r1", {"cents": 4200})
+            assert await runs.pending("b-1") == shown.pending
+            assert [(s.key, s.status) for s in shown.steps] == [
+                ("turn/1/model", "done"),
+                ("turn/1/approval/r1", "waiting"),
+            ]
+            done = await runs.get_run("a-1")
+            assert done is not None and done.output == "done: stamp=stamp 7 by None" and done.usage.tool_calls == 1
+            assert all(s.duration is not None and s.duration >= 0 for s in done.steps)
+            assert await runs.get_run("nope") is None
 
-        await asyncio.to_thread(admin.approve, dbos_url, "b-1", "r1", True, None)
-        assert (await second.wait("b-1")).output == "refund: refund=refunded 4200"
-        assert admin.get_run(dbos_url, "b-1")["status"] == "completed"
+            await runs.decide("b-1", "r1", approved=True)
+            assert (await second.wait("b-1")).output == "refund: refund=refunded 4200"
+            finished = await runs.get_run("b-1")
+            assert finished is not None and finished.status == "completed"
 
     asyncio.run(main())
 
@@ -72,12 +76,13 @@ def test_cancel(launch: Callable[[], None], dbos_url: str) -> None:
     async def main() -> None:
         with pytest.raises(RunWaiting):
             await dbos_agent.run("refund", run_id="c-1")
-        await asyncio.to_thread(admin.cancel, dbos_url, "c-1")
-        shown = admin.get_run(dbos_url, "c-1")
-        assert shown["status"] == "cancelled" and shown["pending"] == []
-        assert shown["error"]["type"] == "RunCancelled"
-        with pytest.raises(UserError, match="has no call 'r1' waiting"):
-            admin.approve(dbos_url, "c-1", "r1", True, None)
+        with admin(dbos_url) as runs:
+            await runs.cancel("c-1")
+            shown = await runs.get_run("c-1")
+            assert shown is not None and shown.status == "cancelled" and shown.pending == []
+            assert shown.error is not None and shown.error["type"] == "RunCancelled"
+            with pytest.raises(UserError, match="has no call 'r1' waiting"):
+                await runs.decide("c-1", "r1", approved=True)
 
     asyncio.run(main())
     assert executed == []
@@ -86,14 +91,18 @@ def test_cancel(launch: Callable[[], None], dbos_url: str) -> None:
 def test_unknown_runs_and_databases(launch: Callable[[], None], dbos_url: str, tmp_path: object) -> None:
     DBOSAgent(agents.plain())
     launch()
-    with pytest.raises(UserError, match="no perdure run 'nope'"):
-        admin.get_run(dbos_url, "nope")
-    with pytest.raises(UserError, match="no perdure run 'nope'"):
-        admin.cancel(dbos_url, "nope")
-    with pytest.raises(UserError, match="unknown run status 'stuck'"):
-        admin.list_runs(dbos_url, status="stuck")
-    with pytest.raises(UserError, match="cannot reach the DBOS system database"):
-        admin.list_runs("postgresql://postgres@127.0.0.1:1/none")
+
+    async def main() -> None:
+        with admin(dbos_url) as runs:
+            assert await runs.get_run("nope") is None
+            with pytest.raises(UserError, match="no perdure run 'nope'"):
+                await runs.cancel("nope")
+            with pytest.raises(UserError, match="no perdure run 'nope'"):
+                await runs.decide("nope", "r1", approved=True)
+            with pytest.raises(UserError, match="unknown run status 'stuck'"):
+                await runs.list_runs(status=["stuck"])
+
+    asyncio.run(main())
 
 
 def test_from_a_process_that_registered_no_agent(launch: Callable[[], None], dbos_url: str) -> None:
@@ -102,11 +111,15 @@ def test_from_a_process_that_registered_no_agent(launch: Callable[[], None], dbo
     launch()
     code = (
         "import json, sys\n"
-        "from perdure.dbos import _admin\n"
+        "import asyncio\n"
+        "from perdure.dbos import admin\n"
         "url, run_id = sys.argv[1:]\n"
-        "(pending,) = _admin.get_run(url, run_id)['pending']\n"
-        "_admin.approve(url, run_id, pending['tool_call_id'], True, 'fine')\n"
-        "print(json.dumps([r['status'] for r in _admin.list_runs(url)]))\n"
+        "async def main():\n"
+        "    with admin(url) as runs:\n"
+        "        (pending,) = await runs.pending(run_id)\n"
+        "        await runs.decide(run_id, pending.tool_call_id, approved=True, note='fine')\n"
+        "        print(json.dumps([r.status for r in await runs.list_runs()]))\n"
+        "asyncio.run(main())\n"
     )
 
     async def main() -> None:
@@ -126,7 +139,7 @@ def test_from_a_process_that_registered_no_agent(launch: Callable[[], None], dbo
 
 def test_a_waiting_run_being_recovered_is_still_waiting() -> None:
     """After a restart DBOS re-enqueues a pending run (ENQUEUED) before resuming it: its calls stay decidable."""
-    from perdure.dbos._agent import decision_topic
+    from perdure.dbos._admin import decision_topic
     from perdure.dbos._inspect import run_status
 
     event = {

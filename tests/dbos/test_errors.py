@@ -107,7 +107,7 @@ def test_unknown_runs_and_calls(launch: Callable[[], None]) -> None:
     dbos_agent.run_sync("hi", run_id="done")
     with pytest.raises(UserError, match="no run 'nope'"):
         dbos_agent.get_run_sync("nope")
-    with pytest.raises(UserError, match="no run 'nope'"):
+    with pytest.raises(UserError, match="no perdure run 'nope'"):
         dbos_agent.cancel_sync("nope")
     with pytest.raises(UserError, match=r"run 'done' has no call 'c9' waiting for a decision.*waiting: none"):
         dbos_agent.approve_sync("done", "c9")
@@ -136,5 +136,5 @@ def test_dbos_is_not_imported_by_perdure() -> None:
 def test_public_api_is_pinned() -> None:
     import perdure.dbos
 
-    assert perdure.dbos.__all__ == ["DBOSAgent"]
+    assert perdure.dbos.__all__ == ["DBOSAdmin", "DBOSAgent", "admin"]
     assert DBOS is not None

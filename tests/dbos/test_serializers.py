@@ -11,7 +11,7 @@ import pytest
 from dbos import DBOS, DBOSPortableJSONSerializer
 from perdure import NonDeterminismError, RunWaiting
 from perdure.dbos import DBOSAgent
-from perdure.dbos import _admin as admin
+from perdure.dbos import admin
 from perdure.dbos._codec import RunFailed, run_error
 
 from . import agents
@@ -45,7 +45,8 @@ def test_runs_and_approvals_with_the_portable_serializer(portable: str) -> None:
     async def main() -> None:
         with pytest.raises(RunWaiting):
             await approvals.run("refund", run_id="p-2")
-        await asyncio.to_thread(admin.approve, portable, "p-2", "r1", True, None)
+        with admin(portable) as runs:
+            await runs.decide("p-2", "r1", approved=True)
         assert (await approvals.wait("p-2")).output == "refund: refund=refunded 4200"
 
     asyncio.run(main())

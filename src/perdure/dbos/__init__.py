@@ -10,6 +10,11 @@
     DBOS.launch()                          # a restarted process finishes the pending runs here
     result = await dbos_agent.run("Refund order 42", run_id="refund-42")
 
+Runs can be inspected, decided, cancelled and pruned from any process, with no agent and no launched DBOS::
+
+    with admin("postgresql://postgres@localhost/support") as runs:
+        waiting = await runs.list_runs(status=["waiting"])
+
 Needs the ``dbos`` extra: ``pip install "perdure[dbos]"``.
 """
 
@@ -20,6 +25,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised in a subprocess by the tests
     raise MissingExtra("dbos", "dbos") from e
 
+from ._admin import DBOSAdmin, admin
 from ._agent import DBOSAgent
 
-__all__ = ["DBOSAgent"]
+__all__ = ["DBOSAdmin", "DBOSAgent", "admin"]

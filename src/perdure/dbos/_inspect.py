@@ -12,7 +12,8 @@ from typing import Any
 from .._ops import step_kind
 from ..runs import PendingDecision, RunInfo, StepInfo
 from ..usage import Usage
-from ._codec import STARTED_SUFFIX, agent_of, error_record
+from ._codec import error_record
+from ._names import DESCRIBE, ERROR, RECV_STEP, RESULT, STARTED_SUFFIX, agent_of
 
 __all__ = ["ACTIVE", "build_run_info", "pending_of", "run_status"]
 
@@ -68,7 +69,7 @@ def _step_infos(steps: list[Any], pending_keys: set[str]) -> tuple[list[StepInfo
     usage = Usage()
     infos: list[StepInfo] = []
     recorded = {_get(s, "function_name") for s in steps}
-    decided = [s for s in steps if _get(s, "function_name") == "DBOS.recv" and _get(s, "output") is not None]
+    decided = [s for s in steps if _get(s, "function_name") == RECV_STEP and _get(s, "output") is not None]
     waits = 0
     for s in steps:
         name = str(_get(s, "function_name") or "")
@@ -76,8 +77,8 @@ def _step_infos(steps: list[Any], pending_keys: set[str]) -> tuple[list[StepInfo
             continue  # DBOS's own steps (events, messages, sleeps) and a user's steps
         output = _get(s, "output")
         started, finished = _seconds(_get(s, "started_at_epoch_ms")), _seconds(_get(s, "completed_at_epoch_ms"))
-        describe = str(output.get("d", "")) if isinstance(output, dict) else ""
-        failed = _get(s, "error") is not None or (isinstance(output, dict) and "e" in output)
+        describe = str(output.get(DESCRIBE, "")) if isinstance(output, dict) else ""
+        failed = _get(s, "error") is not None or (isinstance(output, dict) and ERROR in output)
         status = "failed" if failed else "done"
         key = name
         in_tokens = out_tokens = 0
@@ -87,8 +88,8 @@ def _step_infos(steps: list[Any], pending_keys: set[str]) -> tuple[list[StepInfo
                 continue  # the call finished: its own step says so
             status, finished = "started", None
         kind = step_kind(key)
-        if kind == "model" and isinstance(output, dict) and isinstance(output.get("r"), str):
-            tokens = json.loads(output["r"]).get("usage") or {}
+        if kind == "model" and isinstance(output, dict) and isinstance(output.get(RESULT), str):
+            tokens = json.loads(output[RESULT]).get("usage") or {}
             in_tokens, out_tokens = int(tokens.get("input_tokens", 0)), int(tokens.get("output_tokens", 0))
             usage.requests += 1
             usage.input_tokens += in_tokens
