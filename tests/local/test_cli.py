@@ -113,6 +113,10 @@ def test_a_worker_stopped_mid_run_hands_the_run_back(
     (tmp_path / "release-held").write_text("1")  # a tool's thread cannot be killed: let it end
     _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
+    assert (
+        f"interrupted: resume with `perdure runs resume held --agent tests.local.agents:slow_agent --journal {journal}`"
+        in err
+    )
     handed_back = durable.get_run_sync(run_id)
     assert (handed_back.status, handed_back.owner) == ("pending", None)  # any worker may take it now
     assert durable.resume_sync(run_id).output == "released: hold=held"

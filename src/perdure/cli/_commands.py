@@ -23,6 +23,12 @@ from ._parse import parse, parse_duration
 __all__ = ["entry", "main"]
 
 
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _console(*, stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -209,7 +215,7 @@ def _load_agent(spec: str, journal: str, *, given: bool = True) -> Any:
 def _step_line(run_id: str, step: Any) -> str:
     what = "[red]failed[/]" if render.failed(step) else step.status
     took = "" if step.duration is None else f" in {step.duration * 1000:.0f} ms"
-    return f"[dim]{run_id}[/] {step.key} {what}{took}"
+    return f"[dim]{escape(run_id)}[/] {escape(step.key)} {what}{took}"
 
 
 class _RunProgress:
@@ -257,7 +263,7 @@ def _resume(args: argparse.Namespace) -> int:
             watcher.cancel()
             await progress.poll()  # the steps recorded since the last look
 
-    console.print(f"resuming run {args.run_id} (agent {durable.name})", highlight=False)
+    console.print(f"resuming run {args.run_id} (agent {durable.name})", highlight=False, markup=False)
     try:
         result = asyncio.run(go())
     except RunWaiting as e:
@@ -276,6 +282,8 @@ class _AgentProgress:
     def __init__(self, durable: Any, console: Any) -> None:
         self.durable, self.console = durable, console
         self.status: dict[str, str] | None = None
+        self.handed_back: list[str] = []
+        """Runs this worker was executing when it stopped (running, then pending again)."""
 
     async def poll(self) -> None:
         try:
@@ -284,14 +292,17 @@ class _AgentProgress:
             return
         first, self.status = self.status is None, self.status or {}
         for info in reversed(infos):
-            if self.status.get(info.run_id) == info.status:
+            before = self.status.get(info.run_id)
+            if before == info.status:
                 continue
             self.status[info.run_id] = info.status
+            if before == "running" and info.status == "pending":
+                self.handed_back.append(info.run_id)
             if first and info.status in FINAL_STATUSES:
                 continue  # finished before this worker started: not its news
             color = render.COLORS.get(info.status, "white")
             error = f": {info.error.get('message')}" if info.error else ""
-            self.console.print(f"run {info.run_id} [{color}]{info.status}[/]{error}", highlight=False)
+            self.console.print(f"run {escape(info.run_id)} [{color}]{info.status}[/]{escape(error)}", highlight=False)
 
     async def follow(self, interval: float = 0.5) -> None:
         while True:
@@ -314,13 +325,12 @@ def _worker(args: argparse.Namespace) -> int:
     )
     console = _console(stderr=True)
 
-    async def serve() -> None:
+    async def serve(progress: _AgentProgress) -> None:
         # SIGTERM (docker stop, systemd, Kubernetes) stops the worker as Ctrl-C does: the runs in flight are handed
         # back (status pending) for the next worker at once, instead of being left to wait out their lease.
         main = asyncio.current_task()
         assert main is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
-        progress = _AgentProgress(durable, console)
         await progress.poll()
         watcher = asyncio.create_task(progress.follow())
         try:
@@ -329,10 +339,19 @@ def _worker(args: argparse.Namespace) -> int:
             watcher.cancel()
             await progress.poll()  # how the runs in hand were left
 
+    progress = _AgentProgress(durable, console)
     try:
-        asyncio.run(serve())
+        asyncio.run(serve(progress))
     except (KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(progress.poll())  # the runs it held, as they were handed back
         console.print("worker stopped: the runs it held are pending again, for the next worker", highlight=False)
+        journal = f" --journal {args.journal}" if args.journal_given else ""
+        for run_id in progress.handed_back:
+            console.print(
+                f"interrupted: resume with `perdure runs resume {run_id} --agent {args.agent}{journal}`",
+                highlight=False,
+                markup=False,
+            )
     return 0
 
 
@@ -369,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PerdureError as e:
         sys.stderr.write(f"perdure: {e}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("perdure: interrupted\n")
+        return 130
 
 
 _EXIT_HARD = False

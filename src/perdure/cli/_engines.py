@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -74,10 +75,16 @@ def _engine_module(name: str) -> Any:
         raise MissingExtra(name, getattr(e, "name", None) or name) from e
 
 
-def _admin_or(module: Any, interim: Callable[[], RunAdmin], *args: Any) -> RunAdmin:
-    """The engine's own admin (``perdure.<engine>.admin``) once it exists; the CLI's stand-in until then."""
+def _admin_or(module: Any, interim: Callable[[], RunAdmin], *args: Any, **options: Any) -> RunAdmin:
+    """The engine's own admin (``perdure.<engine>.admin``) once it exists; the CLI's stand-in until then.
+
+    ``options`` the engine's ``admin`` does not take are left out (they tune it for a command line).
+    """
     make = getattr(module, "admin", None)
-    admin: RunAdmin = make(*args) if callable(make) else interim()
+    if not callable(make):
+        return interim()
+    accepted = inspect.signature(make).parameters
+    admin: RunAdmin = make(*args, **{k: v for k, v in options.items() if k in accepted})
     return admin
 
 
@@ -152,7 +159,9 @@ def _temporal(address: str, namespace: str) -> Where:
         return InterimTemporalAdmin(address, namespace)
 
     return Where(
-        _admin_or(module, interim, address, namespace),
+        # A command line waits a little for a worker to answer a run's query (then shows what the server knows),
+        # and for a worker to apply a decision.
+        _admin_or(module, interim, address, namespace, query_deadlines=(1.0, 3.0), decide_timeout=30.0),
         f"Temporal {address} (namespace {namespace})",
         "the run's workflow continues on its workers",
     )
