@@ -262,3 +262,34 @@ def test_step_key_formats_are_pinned(journal: str) -> None:
         ("turn/2/tool/c2", "tool"),
         ("turn/3/model", "model"),
     ]
+
+
+def test_a_journal_damaged_in_the_middle_is_one_clear_error_and_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    durable = DurableAgent(make_agent(), journal=path)
+    for i in range(200):  # enough rows that the step table spans many pages
+        with pytest.raises(RunWaiting):
+            durable.run_sync("go " + "x" * 200, run_id=f"r{i}")
+    durable._journal.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    del durable
+    gc.collect()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 20 * page
+    for offset in range(2 * page, len(data) - page):  # trash every page but the first (header, schema) and last
+        data[offset] = 0xA5
+    path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    code = (
+        "import sys; sys.path.insert(0, {root!r}); from tests.local.test_journal import make_agent; "
+        "from perdure import DurableAgent, UserError\n"
+        "try:\n"
+        "    DurableAgent(make_agent(), journal={path!r}).run_sync('go', run_id='r150')\n"
+        "except UserError as e:\n"
+        "    print('USERERROR', e)\n"
+    ).format(root=str(Path(__file__).parents[2]), path=str(path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "USERERROR" in out.stdout, out.stdout + out.stderr
+    assert "is damaged" in out.stdout and "perdure changed nothing" in out.stdout and ".recover" in out.stdout
+    assert "Traceback" not in out.stderr
+    assert path.read_bytes() == before

@@ -57,13 +57,22 @@ def outside_event_loop(method: str) -> None:
     raise UserError(f"{method}_sync() cannot be called from a running event loop; use `await durable.{method}(...)`")
 
 
-def _sync(method: str, coro: Coroutine[Any, Any, T]) -> T:
+def _sync(method: str, coro: Coroutine[Any, Any, T], *, run_id: str | None = None) -> T:
     try:
         outside_event_loop(method)
     except UserError:
         coro.close()
         raise
-    return asyncio.run(coro)
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt as e:
+        if run_id is not None:
+            # The attempt gave the run back (nothing recorded as failed): say how to continue it.
+            e.add_note(
+                f"interrupted: run {run_id!r} is kept and continues where it stopped; resume it with "
+                f"durable.resume_sync({run_id!r}) or `perdure runs resume {run_id} --agent module:agent`"
+            )
+        raise
 
 
 class DurableAgentBase(Generic[DepsT, OutputT]):
@@ -145,6 +154,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
         model_settings: ModelSettings | None = None,
     ) -> AgentRunResult[OutputT]:
         """``run`` for code without an event loop."""
+        run_id = run_id or new_run_id()
         return _sync(
             "run",
             self.run(
@@ -156,6 +166,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
                 usage_limits=usage_limits,
                 model_settings=model_settings,
             ),
+            run_id=run_id,
         )
 
     async def start(
@@ -204,7 +215,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
 
     def resume_sync(self, run_id: str, *, deps: DepsT = None) -> AgentRunResult[OutputT]:  # type: ignore[assignment]
         """``resume`` for code without an event loop."""
-        return _sync("resume", self.resume(run_id, deps=deps))
+        return _sync("resume", self.resume(run_id, deps=deps), run_id=run_id)
 
     async def wait(
         self,
@@ -224,7 +235,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
         timeout: float | None = None,
     ) -> AgentRunResult[OutputT]:
         """``wait`` for code without an event loop."""
-        return _sync("wait", self.wait(run_id, deps=deps, timeout=timeout))
+        return _sync("wait", self.wait(run_id, deps=deps, timeout=timeout), run_id=run_id)
 
     async def recover(self, *, deps: DepsT = None) -> list[str]:  # type: ignore[assignment]
         """Resume every orphaned run of this agent (its process died, or it was started and never picked up).

@@ -122,6 +122,21 @@ _RUN_COLS = ", ".join(RunRow.__dataclass_fields__)
 _STEP_COLS = ", ".join(StepRow.__dataclass_fields__)
 
 
+def _damaged(path: Path, error: sqlite3.DatabaseError) -> UserError:
+    return UserError(
+        f"the journal {path} is damaged ({error}); perdure changed nothing in it. Stop every process using it, "
+        f'copy it aside, and rebuild what SQLite can read: sqlite3 {path} ".recover" | sqlite3 recovered.db — '
+        "then point DurableAgent(journal=...) or PERDURE_JOURNAL at recovered.db"
+    )
+
+
+def _is_damage(error: sqlite3.DatabaseError) -> bool:
+    text = str(error).lower()
+    return not isinstance(error, sqlite3.IntegrityError) and (
+        "malformed" in text or "not a database" in text or "corrupt" in text
+    )
+
+
 def _refuse(path: Path, why: str) -> UserError:
     return UserError(
         f"{path} is not a usable perdure journal: {why}. perdure left it untouched; "
@@ -239,9 +254,11 @@ class Journal:
             for sql, params in statements:
                 counts.append(conn.execute(sql, params).rowcount)
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.DatabaseError) and _is_damage(e):
+                raise _damaged(self.path, e) from e
             raise
         self.commits += 1
         return counts
@@ -306,7 +323,12 @@ class Journal:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as e:
+                if _is_damage(e):
+                    raise _damaged(self.path, e) from e
+                raise
 
     def get_run(self, run_id: str) -> RunRow | None:
         rows = self.query(f"SELECT {_RUN_COLS} FROM perdure_runs WHERE run_id = ?", (run_id,))
