@@ -280,14 +280,15 @@ def test_a_journal_damaged_in_the_middle_is_one_clear_error_and_is_left_as_it_wa
         data[offset] = 0xA5
     path.write_bytes(bytes(data))
     before = path.read_bytes()
+    root = str(Path(__file__).parents[2])
     code = (
-        "import sys; sys.path.insert(0, {root!r}); from tests.local.test_journal import make_agent; "
+        f"import sys; sys.path.insert(0, {root!r}); from tests.local.test_journal import make_agent; "
         "from perdure import DurableAgent, UserError\n"
         "try:\n"
-        "    DurableAgent(make_agent(), journal={path!r}).run_sync('go', run_id='r150')\n"
+        f"    DurableAgent(make_agent(), journal={str(path)!r}).run_sync('go', run_id='r150')\n"
         "except UserError as e:\n"
         "    print('USERERROR', e)\n"
-    ).format(root=str(Path(__file__).parents[2]), path=str(path))
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "USERERROR" in out.stdout, out.stdout + out.stderr
     assert "is damaged" in out.stdout and "perdure changed nothing" in out.stdout and ".recover" in out.stdout
