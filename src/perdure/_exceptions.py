@@ -28,7 +28,6 @@ forget one.
 from __future__ import annotations
 
 import copyreg
-import importlib.metadata
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
@@ -178,6 +177,8 @@ def install_command(extra: str) -> str:
     """
     requirement = f'"perdure[{extra}]"'
     try:
+        import importlib.metadata  # only when an extra is missing: it costs more than the rest of `import perdure`
+
         source = json.loads(importlib.metadata.distribution("perdure").read_text("direct_url.json") or "null")
     except Exception:  # not installed as a distribution, or a record pip did not write: the plain form
         source = None
