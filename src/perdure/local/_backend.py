@@ -18,6 +18,7 @@ stopped as a whole (SIGSTOP) stops renewing, loses the run when its lease expire
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -96,6 +97,8 @@ class LocalStore:
         """When this claim was last confirmed (monotonic): claimed, renewed, or a fenced write committed."""
         self.cancelled = False
         self.lost: ClaimLost | None = None
+        self.unwritable: UserError | None = None
+        """Set when the journal refused a write (disk full, I/O error): the attempt stops, the run is not failed."""
         self.on_cancel: Callable[[], None] = lambda: None
         self.on_lost: Callable[[ClaimLost], None] = lambda e: None
 
@@ -258,9 +261,15 @@ class LocalStore:
             self.journal.flush_now()
         fenced = False
         for future in pending:
-            if not future.done():
-                await future
-            if 0 in future.result():
+            try:
+                if not future.done():
+                    await future
+                counts = future.result()
+            except sqlite3.OperationalError as e:
+                if not _unwritable(e):
+                    raise
+                raise self.refused(e) from e
+            if 0 in counts:
                 fenced = True
         if fenced:
             raise self._lose()
@@ -281,9 +290,23 @@ class LocalStore:
             raise self.lost
         if time.monotonic() - self.confirmed < self.lease / 2:
             return
-        if not self.journal.write_counts([renew_lease(self.claim, now() + self.lease)])[0]:
+        try:
+            renewed = self.journal.write_counts([renew_lease(self.claim, now() + self.lease)])[0]
+        except sqlite3.OperationalError as e:
+            if not _unwritable(e):
+                raise
+            raise self.refused(e) from e
+        if not renewed:
             raise self._lose()
         self.confirmed = time.monotonic()
+
+    def refused(self, error: sqlite3.OperationalError) -> UserError:
+        """The journal refused a write of this attempt (see ``_unwritable``): a disk that is full or failing stops
+        the run with a clear error, never marking it failed (that write would be refused too, and the run did
+        nothing wrong)."""
+        if self.unwritable is None:
+            self.unwritable = _refused(self.journal, self.claim.run_id, error)
+        return self.unwritable
 
     def _lose(self) -> ClaimLost:
         if self.lost is None:
@@ -395,6 +418,21 @@ class LeaseKeeper:
         return False
 
 
+def _unwritable(error: sqlite3.OperationalError) -> bool:
+    """A write refused for want of space or by a failing disk (not a busy lock, not a damaged file)."""
+    name = getattr(error, "sqlite_errorname", "")
+    return name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR") or "disk is full" in str(error)
+
+
+def _refused(journal: Journal, run_id: str, error: sqlite3.OperationalError) -> UserError:
+    return UserError(
+        f"run {run_id!r} stopped: the journal {journal.path} refused to record its next step ({error}). Nothing "
+        "recorded before is lost and the run is not marked failed; it is left for any process to resume. Free "
+        f"space on the journal's disk (or fix the disk), then resume it — `perdure runs resume {run_id}`, "
+        "DurableAgent.resume() or a worker: recorded steps replay, the step that was not recorded runs again"
+    )
+
+
 def _call_soon(store: LocalStore, fn: Callable[[], None]) -> None:
     try:
         store.loop.call_soon_threadsafe(fn)
@@ -492,9 +530,14 @@ class LocalBackend:
         if row.status == "running" and row.owner and not self.orphaned(row):
             raise RunInProgress(run_id, row.owner)
         t = now()
-        counts = self.journal.write_counts(
-            [claim_run(run_id, row.status, row.owner, this_owner(), t + self.lease_seconds, t)]
-        )
+        try:
+            counts = self.journal.write_counts(
+                [claim_run(run_id, row.status, row.owner, this_owner(), t + self.lease_seconds, t)]
+            )
+        except sqlite3.OperationalError as e:
+            if _unwritable(e):
+                raise _refused(self.journal, run_id, e) from e
+            raise
         if counts[0] == 0:
             raise RunInProgress(run_id)
         claimed = self.journal.get_run(run_id)
@@ -577,6 +620,12 @@ class LocalBackend:
     async def _persist(self, end: AttemptEnd, store: LocalStore) -> AgentRunResult[Any]:
         """Record how the attempt ended (fenced), then return its result or raise its error."""
         claim = store.claim
+        if store.unwritable is not None and end.error is store.unwritable:
+            # Hand the run back if the journal takes that write (space may be back already); else this process
+            # simply stops: it is not executing the run any more, so any process may resume it.
+            with contextlib.suppress(sqlite3.Error):
+                self.journal.write([release_run(claim, now())])
+            raise end.error
         try:
             if end.status == "completed":
                 assert end.result is not None
@@ -602,7 +651,13 @@ class LocalBackend:
         raise end.error
 
     def _write_fenced(self, store: LocalStore, statement: Statement) -> None:
-        if not self.journal.write_counts([statement])[0]:
+        try:
+            written = self.journal.write_counts([statement])[0]
+        except sqlite3.OperationalError as e:
+            if not _unwritable(e):
+                raise
+            raise store.refused(e) from e
+        if not written:
             raise store._lose()
 
     async def _replay(self, row: RunRow, deps: Any) -> AgentRunResult[Any]:
