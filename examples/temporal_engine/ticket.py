@@ -4,9 +4,8 @@ The worker registers SupportTicket (worker.py); `python ticket.py` starts one an
 """
 
 import asyncio
-import os
 
-from support import TASK_QUEUE, support
+from support import ADDRESS, TASK_QUEUE, support
 from temporalio import workflow
 from temporalio.client import Client
 
@@ -17,14 +16,12 @@ from perdure.temporal import PerdurePlugin
 class SupportTicket:
     @workflow.run
     async def run(self, order_id: int) -> str:
-        answer = await support.run(f"Where is order {order_id}?")  # inside a workflow: no client
+        answer = await support.run(f"Where is order {order_id}?")  # inside a workflow: part of it
         return f"ticket closed: {answer.output}"
 
 
 async def main() -> None:
-    client = await Client.connect(
-        os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"), plugins=[PerdurePlugin(support)]
-    )
+    client = await Client.connect(ADDRESS, plugins=[PerdurePlugin(support)])
     print(await client.execute_workflow(SupportTicket.run, 42, id="ticket-42", task_queue=TASK_QUEUE))
 
 

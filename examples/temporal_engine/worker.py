@@ -1,10 +1,9 @@
 """A Temporal worker for the agents: it executes their workflows and activities until Ctrl-C or SIGTERM."""
 
 import asyncio
-import os
 import signal
 
-from support import TASK_QUEUE, refunds, support
+from support import ADDRESS, TASK_QUEUE, refunds, support
 from temporalio.client import Client
 from temporalio.worker import Worker
 from ticket import SupportTicket
@@ -13,8 +12,7 @@ from perdure.temporal import PerdurePlugin
 
 
 async def main() -> None:
-    address = os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
-    client = await Client.connect(address, plugins=[PerdurePlugin(support, refunds)])
+    client = await Client.connect(ADDRESS, plugins=[PerdurePlugin(support, refunds)])
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

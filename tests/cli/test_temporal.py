@@ -39,12 +39,14 @@ def test_cli_lists_shows_approves_and_cancels_temporal_runs(pytestconfig: pytest
 
     async def main() -> None:
         client = await Client.connect(server.address, namespace=server.namespace)
+        for agent in (refunds, lookup, refused):
+            agent.client = client
         async with Worker(client, task_queue=queue, plugins=[PerdurePlugin(refunds, lookup, refused)]):
             with pytest.raises(RunWaiting):
-                await refunds.run("refund order 42", client=client, run_id=ids["waiting"])
-            await lookup.run("look it up", client=client, run_id=ids["done"])
+                await refunds.run("refund order 42", run_id=ids["waiting"])
+            await lookup.run("look it up", run_id=ids["done"])
             with pytest.raises(AgentRunError, match="bad request"):
-                await refused.run("hello", client=client, run_id=ids["failed"])
+                await refused.run("hello", run_id=ids["failed"])
             # A run no worker ever picks up: its task queue has none.
             stuck = await client.start_workflow(
                 "perdure:stalled",
@@ -55,7 +57,7 @@ def test_cli_lists_shows_approves_and_cancels_temporal_runs(pytestconfig: pytest
             try:
                 await asyncio.sleep(1.5)
                 await check(client, where, ids)
-                assert (await refunds.resume(ids["waiting"], client=client)).output == "refunded"  # approved by the CLI
+                assert (await refunds.resume(ids["waiting"])).output == "refunded"  # approved by the CLI
             finally:
                 await stuck.terminate("test over")
 
@@ -106,3 +108,4 @@ async def check(client: Client, where: list[str], ids: dict[str, str]) -> None:
     assert cancelled.returncode == 0 and "completed" in cancelled.stdout
     missing = await perdure("runs", "show", "no-such-run", *where)
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
+

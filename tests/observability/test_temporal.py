@@ -34,6 +34,7 @@ def server(pytestconfig: pytest.Config) -> DevServer:
 @asynccontextmanager
 async def worker(server: DevServer, agent: TemporalAgent[Any, Any]) -> AsyncIterator[Client]:
     client = await Client.connect(server.address, namespace=server.namespace)
+    agent.client = client
     async with Worker(client, task_queue=agent.task_queue, plugins=[PerdurePlugin(agent)]):
         yield client
 
@@ -47,13 +48,13 @@ def test_an_approval_splits_a_run_into_two_attempts_of_one_trace(telemetry: Tele
     run_id = f"obs-{uuid.uuid4().hex[:12]}"
 
     async def main() -> str:
-        async with worker(server, agent) as client:
+        async with worker(server, agent):
             with pytest.raises(RunWaiting):
-                await agent.run("refund order 42", client=client, run_id=run_id)
+                await agent.run("refund order 42", run_id=run_id)
             with pytest.raises(RunWaiting):  # the same run submitted again: nothing accepted, no span
-                await agent.run("refund order 42", client=client, run_id=run_id)
-            await agent.approve(run_id, "r1", client=client)
-            result = await agent.resume(run_id, client=client)
+                await agent.run("refund order 42", run_id=run_id)
+            await agent.approve(run_id, "r1")
+            result = await agent.resume(run_id)
         return str(result.output)
 
     assert asyncio.run(main()) == "refunded"
@@ -105,12 +106,12 @@ def test_a_run_cancelled_while_it_waits(telemetry: Telemetry, server: DevServer)
     run_id = f"obs-{uuid.uuid4().hex[:12]}"
 
     async def main() -> None:
-        async with worker(server, agent) as client:
+        async with worker(server, agent):
             with pytest.raises(RunWaiting):
-                await agent.run("refund order 42", client=client, run_id=run_id)
-            await agent.cancel(run_id, client=client)
+                await agent.run("refund order 42", run_id=run_id)
+            await agent.cancel(run_id)
             with pytest.raises(RunCancelled):
-                await agent.resume(run_id, client=client)
+                await agent.resume(run_id)
 
     asyncio.run(main())
     [wait] = telemetry.named("await_approval")
@@ -142,7 +143,8 @@ def test_runs_inside_a_users_workflow_are_one_trace_each(telemetry: Telemetry, s
                 if len(telemetry.named("invoke_agent")) == 2:
                     break
                 await asyncio.sleep(0.05)
-            await support.approve(f"{wf_id}/2", "r1", workflow_id=wf_id, client=client)
+            support.client = client
+            await support.approve_in_workflow(wf_id, f"{wf_id}/2", "r1")
             out: list[str] = await handle.result()
         return out
 

@@ -34,25 +34,7 @@ def make_agent(name: str = "api") -> Agent[None, str]:
 
 
 def test_all_is_pinned() -> None:
-    assert perdure.temporal.__all__ == ["ActivityOptions", "PerdurePlugin", "TemporalAgent"]
-
-
-def test_persisted_names_are_pinned() -> None:
-    """Workflow, activity, query, update and memo names are recorded in histories: renaming code never changes them."""
-    from perdure.temporal import _workflow
-
-    ta = TemporalAgent(make_agent("support"))
-    assert ta.workflow_name == "perdure:support"
-    assert ta.model_activity_name == "perdure:support:model_request"
-    assert ta.tool_activity_name == "perdure:support:tool_call"
-    assert [fn.__temporal_activity_definition.name for fn in ta.activities] == [  # type: ignore[attr-defined]
-        "perdure:support:model_request",
-        "perdure:support:tool_call",
-    ]
-    names = (_workflow.STATUS_QUERY, _workflow.MODEL_REQUEST_QUERY, _workflow.APPROVE_UPDATE)
-    assert names == ("perdure.status", "perdure.model_request", "perdure.approve")
-    memo = (_workflow.MEMO_AGENT, _workflow.MEMO_FINGERPRINT, _workflow.MEMO_PROMPT, _workflow.MEMO_PENDING)
-    assert memo == ("perdure.agent", "perdure.fingerprint", "perdure.prompt", "perdure.pending")
+    assert perdure.temporal.__all__ == ["ActivityOptions", "PerdurePlugin", "TemporalAdmin", "TemporalAgent", "admin"]
 
 
 def test_missing_extra_names_the_install_command() -> None:
@@ -72,12 +54,16 @@ def test_missing_extra_names_the_install_command() -> None:
 
 def test_run_outside_a_workflow_without_a_client_refuses() -> None:
     ta = TemporalAgent(make_agent())
-    with pytest.raises(UserError, match=r"needs a Temporal client: pass client=") as info:
+    with pytest.raises(UserError, match=r"needs a Temporal client: pass TemporalAgent\(agent, client=") as info:
         asyncio.run(ta.run("hello"))
     assert "never runs the agent without durability" in str(info.value)
-    for method in (ta.start("hi"), ta.resume("r"), ta.cancel("r"), ta.get_run("r"), ta.list_runs()):
+    for method in (ta.start("hi"), ta.resume("r"), ta.wait("r"), ta.cancel("r"), ta.get_run("r"), ta.list_runs()):
         with pytest.raises(UserError, match="needs a Temporal client"):
             asyncio.run(method)
+    with pytest.raises(UserError, match="needs a Temporal client"):
+        ta.approve_sync("r", "c1")
+    with pytest.raises(UserError, match="must be a temporalio Client or an address"):
+        TemporalAgent(make_agent(), client=7233)  # type: ignore[arg-type]
 
 
 def test_agent_needs_a_name() -> None:
@@ -109,7 +95,7 @@ def test_tool_options_must_name_tools_of_the_agent() -> None:
 
 def test_defaults_are_bounded_and_follow_the_agents_retry_config() -> None:
     ta = TemporalAgent(make_agent())
-    model, tool = ta._model_options(None), ta._tool_options("ping")
+    model, tool = ta.config.model_options(None), ta.config.tool_options("ping")
     for options in (model, tool):
         assert options.retry_policy is not None and options.retry_policy.maximum_attempts > 0
         assert options.heartbeat_timeout == timedelta(seconds=10)
@@ -127,14 +113,14 @@ def test_options_per_agent_per_model_and_per_tool() -> None:
         model_activity_options={"test": ActivityOptions(heartbeat_timeout=timedelta(seconds=3))},
         tool_activity_options={"charge": ActivityOptions(retry_policy=RetryPolicy(maximum_attempts=1))},
     )
-    model = ta._model_options(None)  # the agent's model is named "test"
+    model = ta.config.model_options(None)  # the agent's model is named "test"
     assert (model.start_to_close_timeout, model.heartbeat_timeout) == (timedelta(seconds=30), timedelta(seconds=3))
-    other_model = ta._model_options("openai:gpt-4.1")
+    other_model = ta.config.model_options("openai:gpt-4.1")
     assert other_model.heartbeat_timeout == timedelta(seconds=10)
-    charge, ping = ta._tool_options("charge"), ta._tool_options("ping")
+    charge, ping = ta.config.tool_options("charge"), ta.config.tool_options("ping")
     assert charge.retry_policy is not None and charge.retry_policy.maximum_attempts == 1
     assert ping.retry_policy is not None and ping.retry_policy.maximum_attempts == 3
     assert charge.start_to_close_timeout == ping.start_to_close_timeout == timedelta(seconds=30)
     one_for_all = TemporalAgent(make_agent(), model_activity_options=ActivityOptions(task_queue="gpu"))
-    assert one_for_all._model_options("anything").task_queue == "gpu"
-    assert one_for_all._tool_options("ping").task_queue is None
+    assert one_for_all.config.model_options("anything").task_queue == "gpu"
+    assert one_for_all.config.tool_options("ping").task_queue is None

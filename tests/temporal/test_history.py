@@ -26,10 +26,12 @@ def test_history_bytes_per_turn_stay_constant(temporal_server: DevServer, task_q
         client = await Client.connect(temporal_server.address)
         sizes: dict[int, int] = {}
         for pages in (8, 16, 24):
-            ta = TemporalAgent(reader(f"bounded-{pages}", pages, []), task_queue=task_queue)
+            ta = TemporalAgent(
+                reader(f"bounded-{pages}", pages, []), task_queue=task_queue, client=temporal_server.address
+            )
             async with running_worker(client, task_queue, ta):
                 rid = f"bounded-{uuid.uuid4().hex[:8]}"
-                result = await ta.run("read", client=client, run_id=rid)
+                result = await ta.run("read", run_id=rid)
                 assert result.output.startswith(f"read {pages} pages")
                 sizes[pages] = await history_bytes(client, rid)
         return sizes
@@ -38,8 +40,9 @@ def test_history_bytes_per_turn_stay_constant(temporal_server: DevServer, task_q
     first, second = (sizes[16] - sizes[8]) / 8, (sizes[24] - sizes[16]) / 8
     assert second < 1.15 * first, sizes  # linear: the next 8 turns cost what the previous 8 did
     # Per turn: about one page in the tool result, once more in the model request, the final output at the end,
-    # and the fixed cost of the events: a few pages, whatever the conversation's length.
-    assert first < 6 * PAGE, sizes
+    # and the fixed cost of the events: a few pages, whatever the conversation's length. (About 6 pages: how many
+    # workflow tasks a turn takes depends on when its parallel calls finish, so the bound leaves a page of room.)
+    assert first < 7 * PAGE, sizes
 
 
 def test_a_worker_without_the_conversation_asks_the_workflow(temporal_server: DevServer, task_queue: str) -> None:
@@ -48,16 +51,18 @@ def test_a_worker_without_the_conversation_asks_the_workflow(temporal_server: De
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
-        cold = TemporalAgent(reader("cold", 5, fetched), task_queue=task_queue, conversation_cache_size=0)
-        warm = TemporalAgent(reader("warm", 5, []), task_queue=task_queue)
+        cold = TemporalAgent(
+            reader("cold", 5, fetched), task_queue=task_queue, client=temporal_server.address, conversation_cache_size=0
+        )
+        warm = TemporalAgent(reader("warm", 5, []), task_queue=task_queue, client=temporal_server.address)
         async with running_worker(client, task_queue, cold, warm):
-            a = await cold.run("read", client=client, run_id=f"cold-{uuid.uuid4().hex[:8]}")
-            b = await warm.run("read", client=client, run_id=f"warm-{uuid.uuid4().hex[:8]}")
+            a = await cold.run("read", run_id=f"cold-{uuid.uuid4().hex[:8]}")
+            b = await warm.run("read", run_id=f"warm-{uuid.uuid4().hex[:8]}")
         assert a.output == b.output and a.usage() == b.usage()
         assert [m.parts for m in a.all_messages()] == [m.parts for m in b.all_messages()]
         requests = a.usage().requests
-        assert cold._conversations.misses == requests - 1  # every request but the first (nothing before it)
-        assert (warm._conversations.hits, warm._conversations.misses) == (requests, 0)
+        assert cold.conversations.misses == requests - 1  # every request but the first (nothing before it)
+        assert (warm.conversations.hits, warm.conversations.misses) == (requests, 0)
 
     asyncio.run(main())
 
@@ -84,26 +89,31 @@ def test_continue_as_new_keeps_run_state_usage_and_approvals(temporal_server: De
     async def run(ta: TemporalAgent[None, str], client: Client) -> tuple[Any, str]:
         rid = f"{ta.name}-{uuid.uuid4().hex[:8]}"
         try:
-            await ta.run("read", client=client, run_id=rid)
+            await ta.run("read", run_id=rid)
         except RunWaiting as waiting:
             (pending,) = waiting.pending
             assert pending["tool_name"] == "fetch_gated" and pending["args"] == {"page": gate}
-            await ta.approve(rid, pending["tool_call_id"], client=client)
-        return await ta.resume(rid, client=client), rid
+            await ta.approve(rid, pending["tool_call_id"])
+        return await ta.resume(rid), rid
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
         fetched_long: list[int] = []
         fetched_short: list[int] = []
-        long = TemporalAgent(reader("one-history", pages, fetched_long, approve_at=gate), task_queue=task_queue)
+        long = TemporalAgent(
+            reader("one-history", pages, fetched_long, approve_at=gate),
+            task_queue=task_queue,
+            client=temporal_server.address,
+        )
         short = TemporalAgent(
             reader("many-histories", pages, fetched_short, approve_at=gate),
             task_queue=task_queue,
+            client=temporal_server.address,
             max_history_events=30,
         )
         async with running_worker(client, task_queue, long, short):
             (expected, _), (result, rid) = await run(long, client), await run(short, client)
-            info = await short.get_run(rid, client=client)
+            info = await short.get_run(rid)
         assert result.output == expected.output
         assert result.usage() == expected.usage()
         assert _parts(result.all_messages()) == _parts(expected.all_messages())
@@ -125,11 +135,11 @@ def test_temporal_suggests_continue_as_new_and_the_run_goes_on(temporal_server: 
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
-        ta = TemporalAgent(reader("suggested", pages, fetched), task_queue=task_queue)
+        ta = TemporalAgent(reader("suggested", pages, fetched), task_queue=task_queue, client=temporal_server.address)
         async with running_worker(client, task_queue, ta):
             rid = f"suggested-{uuid.uuid4().hex[:8]}"
-            result = await ta.run("read", client=client, run_id=rid)
-            info = await ta.get_run(rid, client=client)
+            result = await ta.run("read", run_id=rid)
+            info = await ta.get_run(rid)
         assert result.output.startswith(f"read {pages} pages")
         assert sorted(fetched) == list(range(pages))
         assert info.attempts == 2  # continued as new once

@@ -76,32 +76,32 @@ def test_a_run_returns_its_output_and_a_finished_run_id_returns_the_recorded_res
     temporal_server: DevServer, task_queue: str
 ) -> None:
     calls: list[str] = []
-    ta = TemporalAgent(shop_agent("shop", calls), task_queue=task_queue)
+    ta = TemporalAgent(shop_agent("shop", calls), task_queue=task_queue, client=temporal_server.address)
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
         rid = run_id()
         async with running_worker(client, task_queue, ta):
-            result = await ta.run("buy a book and a pen", client=client, run_id=rid)
+            result = await ta.run("buy a book and a pen", run_id=rid)
             assert result.output == Order(order_id=7, total_cents=1350)  # rebuilt as the output type
             assert result.run_id == rid
             assert result.usage().requests == 2 and result.usage().tool_calls == 2
             assert sorted(calls) == ["book", "pen"]
-            again = await ta.run("buy a book and a pen", client=client, run_id=rid)
+            again = await ta.run("buy a book and a pen", run_id=rid)
             assert again.output == result.output and again.all_messages() == result.all_messages()
             assert sorted(calls) == ["book", "pen"]  # nothing executed again
 
-            info = await ta.get_run(rid, client=client)
+            info = await ta.get_run(rid)
             assert info.status == "completed" and info.agent == "shop"
             assert info.output == {"order_id": 7, "total_cents": 1350}
             assert [s.key for s in info.steps] == ["turn/1/model", "turn/1/tool/p1", "turn/1/tool/p2", "turn/2/model"]
             assert info.usage.requests == 2 and info.usage.tool_calls == 2
-            listed = await _eventually(lambda: ta.list_runs(client=client, status="completed"), lambda r: r)
+            listed = await _eventually(lambda: ta.list_runs(status="completed"), lambda r: r)
             assert rid in [r.run_id for r in listed]
         with pytest.raises(UserError, match="is a 'perdure:shop' workflow, not a run of agent 'other'"):
-            await TemporalAgent(shop_agent("other", [])).resume(rid, client=client)
+            await TemporalAgent(shop_agent("other", []), client=client).resume(rid)
         with pytest.raises(UserError, match="no run 'missing'"):
-            await ta.get_run("missing", client=client)
+            await ta.get_run("missing")
 
     asyncio.run(main())
 
@@ -132,6 +132,7 @@ def test_a_terminal_model_error_fails_the_run_at_once(temporal_server: DevServer
     ta = TemporalAgent(
         flaky_agent("terminal", forever, calls),
         task_queue=task_queue,
+        client=temporal_server.address,
         activity_options=ActivityOptions(retry_policy=FAST_RETRY),
     )
 
@@ -140,10 +141,10 @@ def test_a_terminal_model_error_fails_the_run_at_once(temporal_server: DevServer
         rid = run_id()
         async with running_worker(client, task_queue, ta):
             with pytest.raises(ModelHTTPError, match="invalid api key") as info:
-                await ta.run("hi", client=client, run_id=rid)
+                await ta.run("hi", run_id=rid)
             assert info.value.status_code == 401 and not info.value.transient
             assert len(calls) == 1  # non-retryable: no second attempt
-            run = await ta.get_run(rid, client=client)
+            run = await ta.get_run(rid)
             assert run.status == "failed"
             assert run.error is not None and run.error["type"] == "ModelHTTPError"
         history = await client.get_workflow_handle(rid).fetch_history()
@@ -167,22 +168,24 @@ def test_transient_model_errors_are_retried_by_temporal_and_bounded(
     ta = TemporalAgent(
         flaky_agent("recovers", [unavailable(), unavailable()], recovering),
         task_queue=task_queue,
+        client=temporal_server.address,
         activity_options=ActivityOptions(retry_policy=FAST_RETRY),
     )
     exhausted: list[int] = []
     tb = TemporalAgent(
         flaky_agent("exhausts", [unavailable() for _ in range(10)], exhausted),
         task_queue=task_queue,
+        client=temporal_server.address,
         activity_options=ActivityOptions(retry_policy=FAST_RETRY),
     )
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
         async with running_worker(client, task_queue, ta, tb):
-            result = await ta.run("hi", client=client, run_id=run_id())
+            result = await ta.run("hi", run_id=run_id())
             assert result.output == "fine" and len(recovering) == 3
             with pytest.raises(ModelHTTPError, match="overloaded") as info:
-                await tb.run("hi", client=client, run_id=run_id())
+                await tb.run("hi", run_id=run_id())
             assert info.value.transient and len(exhausted) == FAST_RETRY.maximum_attempts
 
     asyncio.run(main())
@@ -204,13 +207,13 @@ def test_a_tool_that_raises_fails_the_run_with_its_message_and_is_not_retried(
         calls.append(1)
         raise RuntimeError("the warehouse is on fire")
 
-    ta = TemporalAgent(agent, task_queue=task_queue)
+    ta = TemporalAgent(agent, task_queue=task_queue, client=temporal_server.address)
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
         async with running_worker(client, task_queue, ta):
             with pytest.raises(ToolError, match="the warehouse is on fire"):
-                await ta.run("go", client=client, run_id=run_id())
+                await ta.run("go", run_id=run_id())
         assert calls == [1]
 
     asyncio.run(main())
@@ -221,6 +224,7 @@ def test_activity_options_reach_each_activity(temporal_server: DevServer, task_q
     ta = TemporalAgent(
         shop_agent("options", calls),
         task_queue=task_queue,
+        client=temporal_server.address,
         activity_options=ActivityOptions(start_to_close_timeout=timedelta(seconds=40)),
         model_activity_options={"shop": ActivityOptions(heartbeat_timeout=timedelta(seconds=4))},
         tool_activity_options={"price": ActivityOptions(retry_policy=RetryPolicy(maximum_attempts=2))},
@@ -230,7 +234,7 @@ def test_activity_options_reach_each_activity(temporal_server: DevServer, task_q
         client = await Client.connect(temporal_server.address)
         rid = run_id()
         async with running_worker(client, task_queue, ta):
-            await ta.run("buy", client=client, run_id=rid)
+            await ta.run("buy", run_id=rid)
         history = await client.get_workflow_handle(rid).fetch_history()
         scheduled = {
             a.activity_id: a
@@ -280,12 +284,12 @@ def test_deps_cross_into_activities_as_their_type(temporal_server: DevServer, ta
         seen.append(ctx.deps)
         return f"{ctx.deps.owner} may spend {ctx.deps.limit_cents}"
 
-    ta = TemporalAgent(agent, task_queue=task_queue)
+    ta = TemporalAgent(agent, task_queue=task_queue, client=temporal_server.address)
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
         async with running_worker(client, task_queue, ta):
-            result = await ta.run("who", client=client, run_id=run_id(), deps=Account(owner="ada", limit_cents=900))
+            result = await ta.run("who", run_id=run_id(), deps=Account(owner="ada", limit_cents=900))
         assert result.output == "for ada: ada may spend 900"
         assert seen == [Account(owner="ada", limit_cents=900)]
 
@@ -299,15 +303,16 @@ def test_deps_that_cannot_be_serialized_fail_at_run_not_in_a_worker(temporal_ser
     agent: Agent[Any, str] = Agent(
         FunctionModel(lambda m, i: ModelResponse(parts=[])), name="bad-deps", deps_type=Connection
     )
-    ta = TemporalAgent(agent)
-    untyped = TemporalAgent(Agent(FunctionModel(lambda m, i: ModelResponse(parts=[])), name="untyped-deps"))
+    ta = TemporalAgent(agent, client=temporal_server.address)
+    untyped = TemporalAgent(
+        Agent(FunctionModel(lambda m, i: ModelResponse(parts=[])), name="untyped-deps"), client=temporal_server.address
+    )
 
     async def main() -> None:
-        client = await Client.connect(temporal_server.address)
         with pytest.raises(UserError, match="deps of type Connection cannot cross into Temporal activities"):
-            await ta.run("hi", client=client, deps=Connection())
+            await ta.run("hi", deps=Connection())
         with pytest.raises(UserError, match=r"does not declare their type: pass Agent\(\.\.\., deps_type=Account\)"):
-            await untyped.run("hi", client=client, deps=Account(owner="x", limit_cents=1))
+            await untyped.run("hi", deps=Account(owner="x", limit_cents=1))
 
     asyncio.run(main())
 
@@ -333,47 +338,47 @@ def test_approval_waits_in_the_workflow_and_a_bad_decision_is_refused(
     temporal_server: DevServer, task_queue: str
 ) -> None:
     refunds: list[int] = []
-    ta = TemporalAgent(approval_agent("approvals", refunds), task_queue=task_queue)
+    ta = TemporalAgent(approval_agent("approvals", refunds), task_queue=task_queue, client=temporal_server.address)
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
         rid = run_id()
         async with running_worker(client, task_queue, ta):
             with pytest.raises(RunWaiting) as waiting:
-                await ta.run("refund me", client=client, run_id=rid)
+                await ta.run("refund me", run_id=rid)
             (pending,) = waiting.value.pending
             assert (pending["tool_name"], pending["args"], pending["tool_call_id"]) == ("refund", {"cents": 4200}, "r1")
-            info = await ta.get_run(rid, client=client)
+            info = await ta.get_run(rid)
             assert info.status == "waiting" and [p.tool_call_id for p in info.pending] == ["r1"]
             with pytest.raises(RunWaiting):
-                await ta.resume(rid, client=client)
+                await ta.resume(rid)
             with pytest.raises(UserError, match="has no call 'nope' waiting for a decision"):
-                await ta.approve(rid, "nope", client=client)
-            await ta.approve(rid, "r1", approved=True, client=client)
-            result = await ta.resume(rid, client=client)
+                await ta.approve(rid, "nope")
+            await ta.approve(rid, "r1", approved=True)
+            result = await ta.resume(rid)
             assert result.output == "refunded 4200" and refunds == [4200]
             with pytest.raises(UserError, match="has no call 'r1' waiting"):
-                await ta.approve(rid, "r1", client=client)
+                await ta.approve(rid, "r1")
 
     asyncio.run(main())
 
 
 def test_cancel_ends_the_run_cancelled(temporal_server: DevServer, task_queue: str) -> None:
-    ta = TemporalAgent(approval_agent("cancels", []), task_queue=task_queue)
+    ta = TemporalAgent(approval_agent("cancels", []), task_queue=task_queue, client=temporal_server.address)
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
         rid = run_id()
         async with running_worker(client, task_queue, ta):
             with pytest.raises(RunWaiting):
-                await ta.run("refund me", client=client, run_id=rid)
-            await ta.cancel(rid, client=client)
+                await ta.run("refund me", run_id=rid)
+            await ta.cancel(rid)
             with pytest.raises(RunCancelled, match="was cancelled"):
-                await ta.resume(rid, client=client)
-            info = await ta.get_run(rid, client=client)
+                await ta.resume(rid)
+            info = await ta.get_run(rid)
             assert info.status == "cancelled" and info.pending == []
             assert info.error == {"type": "RunCancelled", "message": f"run {rid!r} was cancelled"}
-            await ta.cancel(rid, client=client)  # cancelling a finished run is a no-op
+            await ta.cancel(rid)  # cancelling a finished run is a no-op
 
     asyncio.run(main())
 
@@ -383,6 +388,7 @@ def test_an_agent_inside_a_users_own_workflow(temporal_server: DevServer, task_q
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
+        support.client = client  # the agent is defined before any client: it is given one to start and inspect runs
         wf_id = f"ticket-{uuid.uuid4().hex[:8]}"
         async with running_worker(client, task_queue, support, workflows=[SupportTicket]):
             handle = await client.start_workflow(
@@ -390,12 +396,12 @@ def test_an_agent_inside_a_users_own_workflow(temporal_server: DevServer, task_q
             )
             second = f"{wf_id}/2"
             info = await _eventually(
-                lambda: support.get_run(second, client=client, workflow_id=wf_id), lambda i: i.status == "waiting"
+                lambda: support.get_run_in_workflow(wf_id, second), lambda i: i.status == "waiting"
             )
             assert [(p.tool_name, p.args) for p in info.pending] == [("refund", {"cents": 500})]
-            first = await support.get_run(wf_id, client=client, workflow_id=wf_id)
+            first = await support.get_run_in_workflow(wf_id, wf_id)
             assert first.status == "completed" and first.usage.requests == 2
-            await support.approve(second, "r1", workflow_id=wf_id, client=client)
+            await support.approve_in_workflow(wf_id, second, "r1")
             out = await handle.result()
         assert out == [
             "Helping Ada (gold). | lookup=order 42 of Ada",
@@ -409,26 +415,26 @@ def test_an_agent_inside_a_users_own_workflow(temporal_server: DevServer, task_q
 
 def test_start_returns_at_once_and_a_second_caller_attaches(temporal_server: DevServer, task_queue: str) -> None:
     refunds: list[int] = []
-    ta = TemporalAgent(approval_agent("attaches", refunds), task_queue=task_queue)
+    ta = TemporalAgent(approval_agent("attaches", refunds), task_queue=task_queue, client=temporal_server.address)
 
     async def main() -> None:
         client = await Client.connect(temporal_server.address)
         rid = run_id()
-        assert await ta.start("refund me", client=client, run_id=rid) == rid  # no worker yet: accepted anyway
-        assert await ta.start("refund me", client=client, run_id=rid) == rid  # the same id never starts twice
+        assert await ta.start("refund me", run_id=rid) == rid  # no worker yet: accepted anyway
+        assert await ta.start("refund me", run_id=rid) == rid  # the same id never starts twice
         async with running_worker(client, task_queue, ta):
             with pytest.raises(RunWaiting):
-                await ta.run("refund me", client=client, run_id=rid)  # attaches to the run in progress
+                await ta.run("refund me", run_id=rid)  # attaches to the run in progress
             waiting = await _eventually(
-                lambda: ta.list_runs(client=client, status="waiting"), lambda runs: rid in [r.run_id for r in runs]
+                lambda: ta.list_runs(status="waiting"), lambda runs: rid in [r.run_id for r in runs]
             )
             (mine,) = [r for r in waiting if r.run_id == rid]
             assert mine.status == "waiting" and [p.tool_name for p in mine.pending] == ["refund"]
-            assert rid not in [r.run_id for r in await ta.list_runs(client=client, status="completed")]
-            await ta.approve(rid, "r1", client=client)
-            first, second = await asyncio.gather(ta.resume(rid, client=client), ta.resume(rid, client=client))
+            assert rid not in [r.run_id for r in await ta.list_runs(status="completed")]
+            await ta.approve(rid, "r1")
+            first, second = await asyncio.gather(ta.resume(rid), ta.resume(rid))
         assert first.output == second.output == "refunded 4200" and refunds == [4200]
         with pytest.raises(UserError, match="unknown run status 'done'"):
-            await ta.list_runs(client=client, status="done")
+            await ta.list_runs(status="done")
 
     asyncio.run(main())

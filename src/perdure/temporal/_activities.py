@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -24,8 +24,11 @@ from .._exceptions import ModelHTTPError, PerdureError
 from .._ops import ModelStep, ToolStep
 from .._tools import ToolOutcome
 from ..messages import ModelMessage
-from ..models import ModelRequestParameters, RetryConfig
+from ..models import Model, ModelRequestParameters, RetryConfig
 from ..observability._spans import attempt_context
+from ..usage import Usage
+from ._names import ENGINE, MODEL_REQUEST_QUERY
+from ._options import AgentConfig
 from ._wire import (
     Conversation,
     ModelCall,
@@ -35,10 +38,6 @@ from ._wire import (
     decode_deps,
     query,
 )
-from ._workflow import ENGINE, MODEL_REQUEST_QUERY
-
-if TYPE_CHECKING:
-    from ._agent import TemporalAgent
 
 # One attempt per activity: transient errors are retried by Temporal, durably, with the agent's backoff.
 _ONE_ATTEMPT = RetryConfig(max_attempts=1)
@@ -125,10 +124,14 @@ def _non_retryable(error: PerdureError) -> ApplicationError:
     return ApplicationError(error.message, error.to_record(), type=type(error).__name__, non_retryable=True)
 
 
-def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
-    """The two activities of one agent: ``perdure:<agent>:model_request`` and ``perdure:<agent>:tool_call``."""
-    agent = ta.agent
-    cache = ta._conversations
+def make_activities(
+    config: AgentConfig, cache: ConversationCache, resolve_model: Callable[[str | None], Model]
+) -> list[Callable[..., Any]]:
+    """The two activities of one agent: ``perdure:<agent>:model_request`` and ``perdure:<agent>:tool_call``.
+
+    ``cache``: this worker's conversations; ``resolve_model``: the run's model string (or None) to a model.
+    """
+    agent = config.agent
 
     async def conversation(call: ModelCall) -> tuple[list[ModelMessage], ModelRequestParameters]:
         info = activity.info()
@@ -163,7 +166,7 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
             # Not having the conversation is transient (the query is retried, then the activity): outside the try.
             messages, params = await conversation(call)
             try:
-                model = ta._resolve_model(call.model)
+                model = resolve_model(call.model)
                 step = ModelStep(
                     key=call.key,
                     turn=call.turn,
@@ -216,6 +219,8 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
                 side_effects=call.side_effects,
                 idempotency_key=call.idempotency_key,
                 retry=call.retry,
+                usage=Usage(**call.usage) if call.usage is not None else None,
+                model_name=call.model_name,
             )
             async with heartbeating():
                 with attempt_of(call):
@@ -223,6 +228,6 @@ def make_activities(ta: TemporalAgent[Any, Any]) -> list[Callable[..., Any]]:
         return ToolCallResult(key=call.key, describe=call.describe, outcome=outcome, attempt=call.attempt).dump()
 
     return [
-        activity.defn(name=ta.model_activity_name)(model_request),
-        activity.defn(name=ta.tool_activity_name)(tool_call),
+        activity.defn(name=config.model_activity_name)(model_request),
+        activity.defn(name=config.tool_activity_name)(tool_call),
     ]

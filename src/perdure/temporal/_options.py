@@ -1,4 +1,5 @@
-"""Activity options: timeouts, heartbeats and retries, per agent, per model and per tool, with bounded defaults."""
+"""Activity options: timeouts, heartbeats and retries, per agent, per model and per tool, with bounded defaults;
+and ``AgentConfig``, what the workflow and activity code of one agent need to know about it."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.common import RetryPolicy
 
 from .._exceptions import UserError
-from ..models import RetryConfig
+from ..models import Model, RetryConfig
+from ._names import model_activity_name, tool_activity_name, workflow_name
 
-__all__ = ["ActivityOptions"]
+if TYPE_CHECKING:
+    from .._agent import Agent
+
+__all__ = ["ActivityOptions", "AgentConfig"]
 
 DEFAULT_START_TO_CLOSE = timedelta(minutes=5)
 DEFAULT_HEARTBEAT = timedelta(seconds=10)
@@ -115,3 +120,50 @@ def check_mapping(value: Mapping[str, ActivityOptions] | None, where: str) -> di
     for name, options in value.items():
         check_options(options, f"{where}[{name!r}]")
     return dict(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """One agent as its workflow and activities see it: names, options by level, continue-as-new settings.
+
+    ``TemporalAgent`` builds it; workflow and activity code receive it (they never reach into the façade).
+    """
+
+    agent: Agent[Any, Any]
+    name: str
+    activity_options: ActivityOptions | None = None
+    model_all: ActivityOptions | None = None
+    model_by_name: Mapping[str, ActivityOptions] = dataclasses.field(default_factory=dict)
+    tool_by_name: Mapping[str, ActivityOptions] = dataclasses.field(default_factory=dict)
+    max_history_events: int | None = None
+    fail_on_nondeterminism: bool = True
+
+    @property
+    def workflow_name(self) -> str:
+        return workflow_name(self.name)
+
+    @property
+    def model_activity_name(self) -> str:
+        return model_activity_name(self.name)
+
+    @property
+    def tool_activity_name(self) -> str:
+        return tool_activity_name(self.name)
+
+    def model_options(self, model: str | None) -> ActivityOptions:
+        key = model if model is not None else (self.agent.model_name or "")
+        options = model_defaults(self.agent.retry_config).merged(self.activity_options).merged(self.model_all)
+        return options.merged(self.model_by_name.get(key))
+
+    def tool_options(self, tool_name: str) -> ActivityOptions:
+        return tool_defaults().merged(self.activity_options).merged(self.tool_by_name.get(tool_name))
+
+    def model_name(self, model: str | None) -> str:
+        """The model's name without constructing it (workflow code must not build provider clients)."""
+        if model is None and isinstance(self.agent.model, Model):
+            return self.agent.model.model_name
+        spec = model if model is not None else self.agent.model
+        if spec is None:
+            raise UserError("no model: pass one to Agent(model=...) or to run(..., model=...)")
+        provider, _, name = str(spec).partition(":")
+        return name or provider

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._agent import Agent
 from .._exceptions import UserError
-from .._ops import Decision, ModelStep, Step, StepResult, ToolStep
+from .._ops import Decision
 from .._tools import SideEffects, ToolOutcome
 from ..messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
 from ..models import ModelRequestParameters, ModelSettings
@@ -89,6 +89,15 @@ class ToolCall(_Wire):
     """The run attempt that scheduled this step (telemetry: ``perdure.attempt`` of its span; echoed back)."""
     trace_context: dict[str, str] | None = None
     """The W3C carrier of that attempt's ``invoke_agent`` span: the step's span is its child."""
+    usage: dict[str, int] | None = None
+    """The run's usage when the model asked for this call (the tool's ``ctx.usage``): its non-zero counters, to
+    keep the history small."""
+    model_name: str = ""
+    """The run's model name: the tool's ``ctx.model_name``."""
+
+    def dump(self) -> dict[str, Any]:
+        # Fields at their defaults are left out (a reader fills them in): history stays small.
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 class ToolCallResult(_Wire):
@@ -219,21 +228,6 @@ def params_digest(params: ModelRequestParameters) -> str:
     return hashlib.sha256(_PARAMS.dump_json(params)).hexdigest()[:32]
 
 
-# --- results ----------------------------------------------------------------------------------------------
-
-
-def dump_result(result: StepResult) -> dict[str, Any]:
-    return result.model_dump(mode="json")
-
-
-def load_result(step: Step, data: dict[str, Any]) -> StepResult:
-    if isinstance(step, ModelStep):
-        return ModelResponse.model_validate(data)
-    if isinstance(step, ToolStep):
-        return ToolOutcome.model_validate(data)
-    return Decision.model_validate(data)
-
-
 # --- deps and output --------------------------------------------------------------------------------------
 
 _JSON_NATIVE = (dict, list, str, int, float, bool)
@@ -269,6 +263,10 @@ def encode_deps(agent: Agent[Any, Any], deps: Any) -> Any:
     return data
 
 
+def usage_counters(usage: Usage | None) -> dict[str, int] | None:
+    return None if usage is None else {k: v for k, v in usage.__dict__.items() if v}
+
+
 def decode_deps(agent: Agent[Any, Any], data: Any) -> Any:
     if data is None:
         return None
@@ -284,19 +282,9 @@ def encode_output(output: Any) -> tuple[Any, str | None]:
     return _ANY.dump_python(output, mode="json"), kind
 
 
-def decode_output(agent: Agent[Any, Any], value: Any, kind: str | None) -> Any:
-    if kind is None:
+def decode_output(adapter: pydantic.TypeAdapter[Any], value: Any) -> Any:
+    """The recorded output as the agent's output type; as recorded if it no longer validates (a changed type)."""
+    try:
+        return adapter.validate_python(value)
+    except pydantic.ValidationError:
         return value
-    for tool in agent._output.tools:
-        tp = tool.output_type
-        if isinstance(tp, type) and f"{tp.__module__}.{tp.__qualname__}" == kind:
-            try:
-                return pydantic.TypeAdapter(tp).validate_python(value)
-            except pydantic.ValidationError:
-                return value
-    if len(agent._output.tools) == 1:
-        try:
-            return pydantic.TypeAdapter(agent._output.tools[0].output_type).validate_python(value)
-        except pydantic.ValidationError:
-            return value
-    return value

@@ -1,13 +1,17 @@
-"""Workflow side: the agent loop as deterministic workflow code, each step an activity or a wait.
+"""Workflow side: the agent loop as deterministic workflow code, driven by the shared ``StepRunner``.
 
-``AgentRunInWorkflow`` drives one agent run inside any workflow (the built-in one, or the user's own
-``@workflow.defn``): a ``ModelStep`` or ``ToolStep`` becomes an activity, a ``WaitStep`` waits for the
-``perdure.approve`` update. ``Runs`` holds the agent runs of one workflow execution and answers the queries and
-the update. ``make_workflow_class`` builds the built-in workflow of a ``TemporalAgent``: workflow id = run id,
-continue-as-new when Temporal suggests it, carrying every step result so the new run replays the loop to where
-it stopped.
+``AgentRunInWorkflow`` is the ``StepStore`` of one agent run inside any workflow (the built-in one, or the user's
+own ``@workflow.defn``): a model request or a tool call is an activity (the store ships the step to it instead of
+calling the body: Temporal's history is the record, and replays it), a wait is a wait for the ``perdure.approve``
+update. ``Runs`` holds the agent runs of one workflow execution and answers the queries and the update.
+``make_workflow_class`` builds the built-in workflow of an agent: workflow id = run id, continue-as-new when
+Temporal suggests it, carrying every step result so that the new run replays the loop to where it stopped (the
+carried journal is the store's ``recorded``: the runner replays and checks it as on every engine).
 
 Everything here runs in the workflow sandbox with ``perdure`` passed through: no I/O, no clock, no randomness.
+The commands each step issues, and their order, are what the committed histories in tests/temporal replay: an
+activity per step in the order the loop lists the steps (a batch's activities are scheduled one coroutine per
+step, as before the shared runner existed), a memo upsert when a wait starts and when it ends.
 
 Telemetry (``perdure.observability``) is the exception that decides nothing: it reports only what runs live, never
 during a replay (``workflow.unsafe.is_replaying()``). On Temporal a run **attempt** is one worker's live stretch of
@@ -26,28 +30,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-    TemporalError,
-    TimeoutError,
-)
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TemporalError, TimeoutError
 
-from .._exceptions import (
-    AgentRunError,
-    NonDeterminismError,
-    PerdureError,
-    RunCancelled,
-    error_from_record,
-)
-from .._loop import AgentLoop, AgentRunResult, RunInput, drive
-from .._ops import Decision, ModelStep, Step, StepResult, ToolStep, WaitStep
-from ..messages import ModelResponse
+from .._exceptions import AgentRunError, PerdureError, RunCancelled, error_from_record
+from .._loop import AgentRunResult, RunInput
+from .._ops import Decision, ModelStep, Step, ToolStep
+from .._tools import ToolOutcome
+from ..durable.ports import Body, Record, StepCall, WaitCall
+from ..durable.runner import StepRunner, run_attempt
+from ..messages import ModelMessage, ModelResponse
+from ..models import Model, ModelRequestParameters, ModelSettings
 from ..observability._spans import (
     RunAttempt,
     RunStatus,
@@ -56,7 +54,9 @@ from ..observability._spans import (
     current_trace_context,
     start_attempt,
 )
-from ._options import activity_kwargs
+from ..usage import Usage
+from ._names import APPROVE_UPDATE, ENGINE, MEMO_PENDING, MODEL_REQUEST_QUERY, STATUS_QUERY
+from ._options import AgentConfig, activity_kwargs
 from ._wire import (
     EMPTY_DIGEST,
     Approval,
@@ -71,32 +71,38 @@ from ._wire import (
     ToolCallResult,
     WorkflowInput,
     decode_deps,
-    dump_result,
     encode_output,
     extend_digest,
-    load_result,
     params_digest,
+    usage_counters,
 )
 
-if TYPE_CHECKING:
-    from ._agent import TemporalAgent
-
-# Persisted names (compatibility data: pinned by tests/temporal/test_api.py).
-STATUS_QUERY = "perdure.status"
-MODEL_REQUEST_QUERY = "perdure.model_request"
-APPROVE_UPDATE = "perdure.approve"
-MEMO_AGENT = "perdure.agent"
-MEMO_FINGERPRINT = "perdure.fingerprint"
-MEMO_PROMPT = "perdure.prompt"
-MEMO_PENDING = "perdure.pending"
+__all__ = ["AgentRunInWorkflow", "Runs", "make_workflow_class"]
 
 _RUNS_ATTR = "_perdure_runs"
 
-ENGINE = "temporal"
+
+class ContinueAsNew(BaseException):
+    """Raised out of the loop at a step boundary: the workflow continues as new with the run's state.
+
+    Control flow, like a cancellation: a ``BaseException``, so the end-of-attempt classification lets it through.
+    """
 
 
-class ContinueAsNew(Exception):
-    """Raised out of the loop at a step boundary: the workflow continues as new with the run's state."""
+class _NamedModel(Model):
+    """The run's model as workflow code knows it: a name. Requests are activities; nothing here sends one."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    async def request(
+        self, messages: list[ModelMessage], settings: ModelSettings | None, params: ModelRequestParameters
+    ) -> ModelResponse:  # pragma: no cover - the store never calls a body
+        raise AssertionError("workflow code never sends a model request: an activity does")
 
 
 class Runs:
@@ -182,30 +188,37 @@ class Runs:
 
 
 class AgentRunInWorkflow:
-    """One agent run executing as workflow code."""
+    """One agent run executing as workflow code: the ``StepStore`` its ``StepRunner`` records through."""
 
-    def __init__(self, temporal_agent: TemporalAgent[Any, Any], inp: WorkflowInput, runs: Runs, *, builtin: bool):
-        self.ta = temporal_agent
-        self.agent = temporal_agent.agent
+    def __init__(self, config: AgentConfig, inp: WorkflowInput, runs: Runs, *, builtin: bool) -> None:
+        self.config = config
+        self.agent = config.agent
         self.inp = inp
         self.run_id = inp.run_id
         self.runs = runs
         self.builtin = builtin
         self.deps = decode_deps(self.agent, inp.deps)
-        self.model_name = temporal_agent._model_name(inp.model)
-        self.model_options = temporal_agent._model_options(inp.model)
+        self.model_name = config.model_name(inp.model)
+        self.model_options = config.model_options(inp.model)
         self.status = "running"
-        self.loop: AgentLoop[Any] | None = None
+        self.runner: StepRunner | None = None
         self.current_model: ModelStep | None = None
         self.pending: dict[str, PendingRecord] = {}
         self.decisions: dict[str, Decision] = dict(inp.decisions)
+        # Steps recorded by earlier workflow runs of this agent run (before a continue-as-new): the runner replays
+        # them by key, with its checks; the store sees only the steps that follow.
         self.carried: dict[str, JournalEntry] = {e.key: e for e in inp.journal}
-        self.journal: list[JournalEntry] = []
+        self._recorded = {
+            e.key: Record(e.key, e.kind, e.describe, "done", json.dumps(e.result), attempt=0) for e in inp.journal
+        }
+        self.journal: list[JournalEntry] = []  # steps of this workflow run, in order
         self.steps: list[StepRecord] = list(inp.steps)
+        self.usage = self._carried_usage()
         self.output: Any = None
         self.error: dict[str, Any] | None = None
         self.executed_here = 0
-        # Delta shipping: what earlier model requests of this run already sent.
+        # Delta shipping: what earlier model requests of this workflow run already sent. (After a continue-as-new
+        # the first request ships the whole conversation once: the carried steps were not shipped from here.)
         self.sent_count = 0
         self.digest = EMPTY_DIGEST
         self.params_sent = ""
@@ -218,6 +231,7 @@ class AgentRunInWorkflow:
         self._obs: RunAttempt | None = None  # this worker's live attempt
         self._obs_carrier: dict[str, str] | None = None
         self._replayed = 0  # steps replayed since the last attempt started
+        self._carried_seen = 0  # carried steps the runner replayed, counted into ``_replayed`` so far
         if self.run_id in runs.runs:
             raise ApplicationError(
                 f"agent run {self.run_id!r} already exists in this workflow; pass another run_id",
@@ -225,6 +239,16 @@ class AgentRunInWorkflow:
                 non_retryable=True,
             )
         runs.runs[self.run_id] = self
+
+    def _carried_usage(self) -> Usage:
+        """The run's usage up to the carried steps (the runner replays them all before any step of this run)."""
+        usage = Usage()
+        for entry in self.carried.values():
+            if entry.kind == "model":
+                usage.add_response(ModelResponse.model_validate(entry.result).usage)
+            elif entry.kind == "tool":
+                usage.tool_calls += 1
+        return usage
 
     # --- the run ----------------------------------------------------------------------------------------
 
@@ -246,86 +270,40 @@ class AgentRunInWorkflow:
             model_settings=self.inp.model_settings,
             model_name=self.inp.model,
         )
-        self.loop = AgentLoop(self.agent, run_input, self.deps, self.model_name)
-        try:
-            result = await drive(self.loop, self.execute)
-        except ContinueAsNew:
-            raise
-        except (asyncio.CancelledError, RunCancelled):
+        runner = self.runner = StepRunner(
+            self.agent,
+            self,
+            run_id=self.run_id,
+            attempt=self.inp.workflow_run,
+            model=_NamedModel(self.model_name),
+            deps=self.deps,
+            prompt=self.inp.prompt,
+        )
+        end = await run_attempt(self.agent, run_input, runner)
+        if end.status == "completed":
+            assert end.result is not None
+            self.status = "completed"
+            self.output, _ = encode_output(end.result.output)
+            self.usage = end.result.usage()
+            return end.result
+        assert end.error is not None
+        if end.status in ("cancelled", "released"):  # an activity's cancellation, or the workflow's own
             self.status = "cancelled"
             self.error = {"type": "RunCancelled", "message": f"run {self.run_id!r} was cancelled"}
-            raise
-        except PerdureError as e:
-            self._fail(e.to_record())
-            raise
-        except Exception as e:
-            if isinstance(e, TemporalError):
-                raise  # the SDK's own errors and control flow
-            record = {"type": "AgentRunError", "message": f"run {self.run_id!r} failed: {type(e).__name__}: {e}"}
-            self._fail(record)
-            raise AgentRunError(record["message"]) from e
-        self.status = "completed"
-        self.output, _ = encode_output(result.output)
-        return result
-
-    def _fail(self, record: dict[str, Any]) -> None:
+            raise end.error
+        cause = end.error.__cause__
+        if type(end.error) is AgentRunError and isinstance(cause, TemporalError):
+            raise cause  # the SDK's own errors (a sandbox restriction, say): Temporal decides what they mean
         self.status = "failed"
-        self.error = record
-
-    async def execute(self, step: Step) -> StepResult:
-        carried = self.carried.pop(step.key, None)
-        if carried is not None:
-            self._replayed += 1
-            return self._replay(step, carried)
-        self._check_divergence(step)
-        if self.builtin and self.executed_here > 0 and self._continue_as_new_due():
-            raise ContinueAsNew
-        self.executed_here += 1
-        if workflow.unsafe.is_replaying():
-            self._replayed += 1
-        elif not isinstance(step, WaitStep):
-            self._attempt().executed_steps += 1
-        if isinstance(step, ModelStep):
-            result: StepResult = await self._model(step)
-        elif isinstance(step, ToolStep):
-            result = await self._tool(step)
-        else:
-            result = await self._wait(step)
-        if self.builtin:
-            self.journal.append(
-                JournalEntry(key=step.key, kind=step.kind, describe=step.describe(), result=dump_result(result))
-            )
-        return result
-
-    def _replay(self, step: Step, carried: JournalEntry) -> StepResult:
-        """A step recorded by an earlier workflow run of this agent run (before a continue-as-new)."""
-        if carried.kind != step.kind or carried.describe != step.describe():
-            raise NonDeterminismError(
-                run_id=self.run_id, step_key=step.key, recorded=carried.describe, requested=step.describe()
-            )
-        if isinstance(step, ModelStep):
-            self._ship(step)
-        self.journal.append(carried)
-        return load_result(step, carried.result)
-
-    def _check_divergence(self, step: Step) -> None:
-        """A new step is about to execute: the carried journal must not hold steps of a path the loop left."""
-        for rec in self.carried.values():
-            rec_turn = int(rec.key.split("/")[1])
-            if rec_turn > step.turn or (step.kind == "model" and rec_turn == step.turn):
-                raise NonDeterminismError(
-                    run_id=self.run_id, step_key=rec.key, recorded=rec.describe, requested=step.describe()
-                )
-
-    def _continue_as_new_due(self) -> bool:
-        info = workflow.info()
-        if info.is_continue_as_new_suggested():
-            return True
-        limit = self.ta.max_history_events
-        return limit is not None and info.get_current_history_length() >= limit
+        self.error = end.record
+        raise end.error
 
     def continue_input(self) -> WorkflowInput:
-        journal = list(self.journal)
+        """The next workflow run's input: every step so far, carried (the ones replayed from the carried journal
+        first, as they were consumed), the decisions not yet consumed, the step records, the telemetry."""
+        replayed = self.runner.replayed if self.runner is not None else []
+        journal = [self.carried[k] for k in replayed if k in self.carried]
+        journal.extend(self.journal)
         seen = {e.key for e in journal}
         journal.extend(e for e in self.carried.values() if e.key not in seen)
         return self.inp.model_copy(
@@ -339,7 +317,76 @@ class AgentRunInWorkflow:
             }
         )
 
+    # --- the StepStore port -----------------------------------------------------------------------------
+
+    @property
+    def recorded(self) -> Mapping[str, Record]:
+        return self._recorded
+
+    def cancel_requested(self) -> bool:
+        return False  # Temporal delivers a cancellation into the awaited activity or wait, as CancelledError
+
+    async def step(self, call: StepCall, body: Body, *, interrupted: Body | None = None) -> Record:
+        """Ship the step to its activity (the body is what the activity runs; an at-most-once tool that Temporal
+        retries is never run again there, see ``_activities``)."""
+        step = call.step
+        assert isinstance(step, ModelStep | ToolStep), "the runner hands model and tool steps over with the step"
+        self._begin(wait=False)
+        result = await (self._model(step) if isinstance(step, ModelStep) else self._tool(step))
+        if isinstance(result, Record):
+            return result  # the recorded result answered another step: the runner reports the mismatch
+        if self.builtin:
+            self.journal.append(
+                JournalEntry(
+                    key=call.key, kind=step.kind, describe=call.describe, result=result.model_dump(mode="json")
+                )
+            )
+        return Record(call.key, call.kind, call.describe, "done", attempt=call.attempt, value=result)
+
+    async def step_batch(self, calls: Sequence[StepCall], bodies: Sequence[Body]) -> list[Record]:
+        """Parallel calls: one coroutine per call, in the order the loop listed them, so their activities are
+        scheduled in that order; every one is awaited even if one fails, then the first error is raised."""
+        outcomes = await asyncio.gather(
+            *(self.step(c, b) for c, b in zip(calls, bodies, strict=True)), return_exceptions=True
+        )
+        records: list[Record] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            records.append(outcome)
+        return records
+
+    async def wait(self, calls: Sequence[WaitCall]) -> Mapping[str, Decision]:
+        """Wait in the workflow (server-side, holding no worker) for each call's ``perdure.approve`` update."""
+        if len(calls) == 1:
+            return {calls[0].key: await self._wait(calls[0])}
+        outcomes = await asyncio.gather(*(self._wait(c) for c in calls), return_exceptions=True)
+        decisions: dict[str, Decision] = {}
+        for call, outcome in zip(calls, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            decisions[call.key] = outcome
+        return decisions
+
     # --- steps ------------------------------------------------------------------------------------------
+
+    def _begin(self, *, wait: bool) -> None:
+        """A step of this workflow run starts: continue as new first if it is due; count it for telemetry."""
+        self._count_carried()
+        if self.builtin and self.executed_here > 0 and self._continue_as_new_due():
+            raise ContinueAsNew
+        self.executed_here += 1
+        if workflow.unsafe.is_replaying():
+            self._replayed += 1
+        elif not wait:
+            self._attempt().executed_steps += 1
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        limit = self.config.max_history_events
+        return limit is not None and info.get_current_history_length() >= limit
 
     def _ship(self, step: ModelStep) -> ModelCall:
         """The model activity's input: only what no earlier request of this run sent."""
@@ -367,21 +414,24 @@ class AgentRunInWorkflow:
         self.sent_count, self.digest, self.params_sent = len(step.messages), digest, self._params_digest
         return call
 
-    async def _model(self, step: ModelStep) -> ModelResponse:
+    async def _model(self, step: ModelStep) -> ModelResponse | Record:
         call = self._ship(step)
-        record = self._start(step)
+        record = self._start(step.key, step.kind, step.describe())
         self.current_model = step
         try:
-            raw = await self._activity(self.ta.model_activity_name, call.dump(), step, self.model_options)
+            raw = await self._activity(self.config.model_activity_name, call.dump(), step, self.model_options)
         finally:
             self.current_model = None
         result = ModelCallResult.model_validate(raw)
-        self._check_echo(step, result.key, result.describe)
+        if result.key != step.key or result.describe != step.describe():
+            return _echo(step, result.key, result.describe)
         self._attempts = max(self._attempts, result.attempt)
-        self._finish(record, result.response.usage.input_tokens, result.response.usage.output_tokens)
+        usage = result.response.usage
+        self._finish(record, usage.input_tokens, usage.output_tokens)
+        self.usage.add_response(usage)
         return result.response
 
-    async def _tool(self, step: ToolStep) -> StepResult:
+    async def _tool(self, step: ToolStep) -> ToolOutcome | Record:
         call = ToolCall(
             run_id=self.run_id,
             key=step.key,
@@ -397,25 +447,31 @@ class AgentRunInWorkflow:
             deps=self.inp.deps,
             attempt=self._attempts,
             trace_context=self._obs_carrier,
+            usage=usage_counters(step.usage),
+            model_name=step.model_name,
         )
-        record = self._start(step)
-        raw = await self._activity(self.ta.tool_activity_name, call.dump(), step, self.ta._tool_options(step.tool_name))
+        record = self._start(step.key, step.kind, step.describe())
+        self.usage.tool_calls += 1
+        options = self.config.tool_options(step.tool_name)
+        raw = await self._activity(self.config.tool_activity_name, call.dump(), step, options)
         result = ToolCallResult.model_validate(raw)
-        self._check_echo(step, result.key, result.describe)
+        if result.key != step.key or result.describe != step.describe():
+            return _echo(step, result.key, result.describe)
         self._attempts = max(self._attempts, result.attempt)
         self._finish(record)
         return result.outcome
 
-    async def _wait(self, step: WaitStep) -> StepResult:
-        call_id = step.tool_call_id
-        record = self._start(step, status="waiting")
+    async def _wait(self, call: WaitCall) -> Decision:
+        self._begin(wait=True)
+        call_id = call.tool_call_id
+        record = self._start(call.key, call.key.split("/")[2], call.describe, status="waiting")
         pending = self.pending[call_id] = PendingRecord(
             run_id=self.run_id,
             tool_call_id=call_id,
-            tool_name=step.tool_name,
-            args=step.args,
-            reason=step.reason,
-            key=step.key,
+            tool_name=call.tool_name,
+            args=call.args,
+            reason=call.reason,
+            key=call.key,
             since=workflow.time(),
         )
         self.status = "waiting"
@@ -430,77 +486,35 @@ class AgentRunInWorkflow:
         finally:
             del self.pending[call_id]  # decided, or the run was cancelled while it waited
             if not workflow.unsafe.is_replaying():
-                self._wait_ended(step, pending, waited_in)
+                self._wait_ended(call, pending, waited_in)
         decision = self.decisions.pop(call_id)
         if not self.pending:
             self.status = "running"
         self.runs.publish_pending()
         self._finish(record)
+        if self.builtin:
+            self.journal.append(
+                JournalEntry(key=call.key, kind="wait", describe=call.describe, result=decision.model_dump(mode="json"))
+            )
         return decision
 
-    def _wait_ended(self, step: WaitStep, pending: PendingRecord, attempt: int) -> None:
+    def _wait_ended(self, call: WaitCall, pending: PendingRecord, attempt: int) -> None:
         """The wait's span, reported live by the worker that applies the decision (or the cancellation)."""
-        decision = self.decisions.get(step.tool_call_id)
+        decision = self.decisions.get(call.tool_call_id)
         approval_wait_ended(
             agent_name=self.agent.name,
             run_id=self.run_id,
             engine=ENGINE,
             attempt=attempt,
-            tool_name=step.tool_name,
-            tool_call_id=step.tool_call_id,
-            reason=step.reason,
+            tool_name=call.tool_name,
+            tool_call_id=call.tool_call_id,
+            reason=call.reason,
             outcome="cancelled" if decision is None else "approved" if decision.approved else "denied",
             started_at=pending.since,
             trace_context=self._trace_context,
-            args=step.args,
+            args=call.args,
             note=decision.note if decision is not None else None,
         )
-
-    # --- telemetry ------------------------------------------------------------------------------------------
-
-    def _attempt(self) -> RunAttempt:
-        """This worker's live attempt at the run, started by the first step it schedules live."""
-        obs = self._obs
-        if obs is None:
-            self._attempts += 1
-            obs = self._obs = start_attempt(
-                self.agent,
-                run_id=self.run_id,
-                engine=ENGINE,
-                attempt=self._attempts,
-                trace_context=self._trace_context,
-                model=self.model_name,
-                prompt=self.inp.prompt,
-                new_run=not self.builtin and self._attempts == 1,  # a run in your workflow: accepted right here
-            )
-            obs.replayed_steps, self._replayed = self._replayed, 0
-            self._obs_carrier = obs.trace_context
-        return obs
-
-    def _end_attempt(self, status: RunStatus, error: BaseException | None = None) -> None:
-        obs, self._obs, self._obs_carrier = self._obs, None, None
-        if obs is not None:
-            obs.replayed_steps += self._replayed
-            self._replayed = 0
-            obs.end(status, error)
-
-    def _attempt_ended(self, error: BaseException | None, result: AgentRunResult[Any] | None = None) -> None:
-        """The run's code stopped in this worker: it ended, continued as new, or left the worker."""
-        if workflow.unsafe.is_replaying():
-            # Evicted from this worker (Temporal cancels its tasks "in replay"), or a replay of a run that ended:
-            # no new fact about the run; an attempt this worker had going ends without ending the run.
-            self._end_attempt("interrupted")
-            return
-        if self.status in ("completed", "failed", "cancelled"):
-            obs = self._attempt()  # a worker may pick the run up only to end it (its last result, a cancel)
-            if result is not None:
-                obs.set_result(result)
-            status: RunStatus = "completed" if self.status == "completed" else "failed"
-            if self.status == "cancelled":
-                status = "cancelled"
-            self._end_attempt(status, error)
-        else:
-            self._end_attempt("interrupted")  # continue-as-new, or the SDK's own control flow
 
     async def _activity(self, name: str, payload: dict[str, Any], step: Step, options: Any) -> dict[str, Any]:
         try:
@@ -532,19 +546,12 @@ class AgentRunInWorkflow:
             return AgentRunError(f"{where} timed out ({cause.type.name.lower()}) on its last attempt")
         return AgentRunError(f"{where} failed: {cause or error}")
 
-    def _check_echo(self, step: Step, key: str, describe: str) -> None:
-        """The recorded result names the step it answered: a changed agent cannot reuse another step's result."""
-        if key != step.key or describe != step.describe():
-            raise NonDeterminismError(
-                run_id=self.run_id, step_key=step.key, recorded=describe, requested=step.describe()
-            )
-
-    def _start(self, step: Step, status: str = "running") -> StepRecord:
+    def _start(self, key: str, kind: str, describe: str, status: str = "running") -> StepRecord:
         record = StepRecord(
-            key=step.key,
-            kind=step.kind if step.kind != "wait" else step.key.split("/")[2],
+            key=key,
+            kind=kind,
             status=status,
-            describe=step.describe(),
+            describe=describe,
             started_at=workflow.time(),
             workflow_run=self.inp.workflow_run,
         )
@@ -557,10 +564,63 @@ class AgentRunInWorkflow:
         record.input_tokens = input_tokens
         record.output_tokens = output_tokens
 
+    # --- telemetry ------------------------------------------------------------------------------------------
+
+    def _count_carried(self) -> None:
+        """Carried steps the runner replayed since the last look count as replayed steps of the attempt."""
+        replayed = len(self.runner.replayed) if self.runner is not None else 0
+        self._replayed += replayed - self._carried_seen
+        self._carried_seen = replayed
+
+    def _attempt(self) -> RunAttempt:
+        """This worker's live attempt at the run, started by the first step it schedules live."""
+        obs = self._obs
+        if obs is None:
+            self._attempts += 1
+            obs = self._obs = start_attempt(
+                self.agent,
+                run_id=self.run_id,
+                engine=ENGINE,
+                attempt=self._attempts,
+                trace_context=self._trace_context,
+                model=self.model_name,
+                prompt=self.inp.prompt,
+                new_run=not self.builtin and self._attempts == 1,  # a run in your workflow: accepted right here
+            )
+            obs.replayed_steps, self._replayed = self._replayed, 0
+            self._obs_carrier = obs.trace_context
+        return obs
+
+    def _end_attempt(self, status: RunStatus, error: BaseException | None = None) -> None:
+        self._count_carried()
+        obs, self._obs, self._obs_carrier = self._obs, None, None
+        if obs is not None:
+            obs.replayed_steps += self._replayed
+            self._replayed = 0
+            obs.end(status, error)
+
+    def _attempt_ended(self, error: BaseException | None, result: AgentRunResult[Any] | None = None) -> None:
+        """The run's code stopped in this worker: it ended, continued as new, or left the worker."""
+        if workflow.unsafe.is_replaying():
+            # Evicted from this worker (Temporal cancels its tasks "in replay"), or a replay of a run that ended:
+            # no new fact about the run; an attempt this worker had going ends without ending the run.
+            self._end_attempt("interrupted")
+            return
+        if self.status in ("completed", "failed", "cancelled"):
+            self._count_carried()
+            obs = self._attempt()  # a worker may pick the run up only to end it (its last result, a cancel)
+            if result is not None:
+                obs.set_result(result)
+            status: RunStatus = "completed" if self.status == "completed" else "failed"
+            if self.status == "cancelled":
+                status = "cancelled"
+            self._end_attempt(status, error)
+        else:
+            self._end_attempt("interrupted")  # continue-as-new, or the SDK's own control flow
+
     # --- inspection -------------------------------------------------------------------------------------
 
     def status_dict(self) -> dict[str, Any]:
-        usage = self.loop.usage if self.loop is not None else None
         return {
             "run_id": self.run_id,
             "agent": self.agent.name,
@@ -568,7 +628,7 @@ class AgentRunInWorkflow:
             "prompt": self.inp.prompt,
             "fingerprint": self.inp.fingerprint,
             "workflow_run": self.inp.workflow_run,
-            "usage": {**usage.__dict__} if usage is not None else {},
+            "usage": {**self.usage.__dict__},
             "steps": [s.dump() for s in self.steps],
             "pending": [p.dump() for p in self.pending.values()],
             "output": self.output,
@@ -586,13 +646,20 @@ class AgentRunInWorkflow:
         ).dump()
 
 
+def _echo(step: Step, key: str, describe: str) -> Record:
+    """The recorded result names another step than the loop asks for (a changed agent): the runner's check
+    reports it as a ``NonDeterminismError`` naming both."""
+    recorded = describe if key == step.key else f"{describe} (recorded for step {key!r})"
+    return Record(step.key, step.kind, recorded, "done", None)
+
+
 # --- the built-in workflow ----------------------------------------------------------------------------------
 
 
 class AgentWorkflowBase:
-    """The built-in agent workflow; ``make_workflow_class`` subclasses it once per ``TemporalAgent``."""
+    """The built-in agent workflow; ``make_workflow_class`` subclasses it once per agent."""
 
-    _perdure_agent: TemporalAgent[Any, Any]
+    _perdure_config: AgentConfig
 
     def __init__(self) -> None:
         self._perdure_runs = Runs()
@@ -616,7 +683,7 @@ class AgentWorkflowBase:
 
     async def _perdure_run(self, payload: dict[str, Any]) -> dict[str, Any]:
         inp = WorkflowInput.model_validate(payload)
-        run = AgentRunInWorkflow(self._perdure_agent, inp, self._perdure_runs, builtin=True)
+        run = AgentRunInWorkflow(self._perdure_config, inp, self._perdure_runs, builtin=True)
         try:
             result = await run.run()
         except ContinueAsNew:
@@ -641,8 +708,8 @@ def _derived_trace_context(run_id: str) -> dict[str, str]:
     return {"traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
 
 
-def make_workflow_class(temporal_agent: TemporalAgent[Any, Any]) -> type:
-    """The built-in workflow of one ``TemporalAgent``: its own workflow type, ``perdure:<agent name>``.
+def make_workflow_class(config: AgentConfig) -> type:
+    """The built-in workflow of one agent: its own workflow type, ``perdure:<agent name>``.
 
     The class is published in this module under a unique name: the sandbox finds a workflow class by module and
     name, and this module is passed through, so every sandboxed run sees the same class and agent.
@@ -653,9 +720,9 @@ def make_workflow_class(temporal_agent: TemporalAgent[Any, Any]) -> type:
 
     name = f"AgentWorkflow_{next(_counter)}"
     run.__qualname__ = f"{name}.run"  # the SDK checks that the run method is the class's own
-    cls = type(name, (AgentWorkflowBase,), {"run": workflow.run(run), "_perdure_agent": temporal_agent})
+    cls = type(name, (AgentWorkflowBase,), {"run": workflow.run(run), "_perdure_config": config})
     cls.__module__ = __name__
     setattr(sys.modules[__name__], name, cls)
-    failures = [workflow.NondeterminismError] if temporal_agent.fail_on_nondeterminism else []
-    defn = workflow.defn(name=temporal_agent.workflow_name, failure_exception_types=failures)
+    failures = [workflow.NondeterminismError] if config.fail_on_nondeterminism else []
+    defn = workflow.defn(name=config.workflow_name, failure_exception_types=failures)
     return defn(cls)  # type: ignore[no-any-return]

@@ -40,6 +40,7 @@ class TemporalDriver(Driver):
         heartbeat = timedelta(seconds=float(self.options.get("heartbeat_timeout", 2)))
         return TemporalAgent(
             build_agent(scenario),
+            client=self.client,
             task_queue=self.options["task_queue"],
             activity_options=ActivityOptions(
                 heartbeat_timeout=heartbeat,
@@ -72,7 +73,6 @@ class TemporalDriver(Driver):
             return await outcome_of(
                 agent.run(
                     prompt_for(scenario, run_id),
-                    client=self.client,
                     run_id=run_id,
                     usage_limits=usage_limits_for(scenario),
                 )
@@ -81,20 +81,20 @@ class TemporalDriver(Driver):
     async def resume(self, scenario: str, run_id: str) -> dict[str, Any]:
         agent = self._agent(scenario)
         async with self._worker(agent, activities=True):
-            return await outcome_of(agent.resume(run_id, client=self.client))
+            return await outcome_of(agent.resume(run_id))
 
     async def approve(
         self, scenario: str, run_id: str, tool_call_id: str, approved: bool, note: str | None
     ) -> dict[str, Any]:
         agent = self._agent(scenario)
         async with self._worker(agent, activities=False):
-            await agent.approve(run_id, tool_call_id, approved=approved, note=note, client=self.client)
+            await agent.approve(run_id, tool_call_id, approved=approved, note=note)
             return await self._status(agent, run_id)
 
     async def cancel(self, scenario: str, run_id: str) -> dict[str, Any]:
         agent = self._agent(scenario)
         async with self._worker(agent, activities=False):
-            await agent.cancel(run_id, client=self.client)
+            await agent.cancel(run_id)
             return await self._status(agent, run_id)
 
     async def status(self, scenario: str, run_id: str) -> dict[str, Any]:
@@ -103,7 +103,7 @@ class TemporalDriver(Driver):
             return await self._status(agent, run_id)
 
     async def _status(self, agent: TemporalAgent[Any, Any], run_id: str) -> dict[str, Any]:
-        info = await agent.get_run(run_id, client=self.client)
+        info = await agent.get_run(run_id)
         return {
             "status": info.status,
             "pending": [p.__dict__ for p in info.pending],
