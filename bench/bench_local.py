@@ -118,8 +118,17 @@ def journal_growth(directory: Path) -> list[tuple[int, int, int]]:
     return out
 
 
-def recover_large(directory: Path, finished: int = 10_000, orphans: int = 10, repeats: int = 5) -> float:
-    """recover() on a journal of 10,000 finished runs and 10 orphans: time to the first resumed step executed."""
+def recover_large(
+    directory: Path,
+    finished: int = 10_000,
+    orphans: int = 10,
+    repeats: int = 5,
+    *,
+    steps_of_finished: int | None = None,
+) -> tuple[float, float]:
+    """recover() on a journal of ``finished`` finished runs and 10 orphans: time to the first resumed step executed;
+    and ``list_runs(limit=50)`` on that journal. Only the first ``steps_of_finished`` finished runs get their steps
+    (recover and listing read run rows; a million runs' steps would only make the file bigger)."""
     first_call: list[float] = []
 
     def script(messages: Any, info: Any) -> Any:
@@ -137,10 +146,14 @@ def recover_large(directory: Path, finished: int = 10_000, orphans: int = 10, re
     steps = j.query("SELECT * FROM perdure_steps WHERE run_id = 'seed' ORDER BY seq")
     ri, si = cols_runs.index("run_id"), cols_steps.index("run_id")
     rows, step_rows = [], []
+    created = cols_runs.index("created_at")
     for i in range(finished):
         r = list(run_row)
         r[ri] = f"done-{i}"
+        r[created] = run_row[created] - finished + i  # distinct creation times, oldest first
         rows.append(r)
+        if steps_of_finished is not None and i >= steps_of_finished:
+            continue
         for s in steps:
             s2 = list(s)
             s2[si] = f"done-{i}"
@@ -166,7 +179,8 @@ def recover_large(directory: Path, finished: int = 10_000, orphans: int = 10, re
     j._conn.executemany(f"INSERT INTO perdure_steps VALUES ({marks_s})", step_rows)
     j._conn.execute("COMMIT")
     j.query("PRAGMA wal_checkpoint(TRUNCATE)")
-    times = []
+    del rows, step_rows
+    times, listing = [], []
     for k in range(repeats):
         copy = directory / f"recover-{k}.db"
         shutil.copy(template, copy)
@@ -176,7 +190,19 @@ def recover_large(directory: Path, finished: int = 10_000, orphans: int = 10, re
         ids = d.recover_sync()
         assert len(ids) == orphans, ids
         times.append(first_call[0] - t)
-    return median(times)
+
+        async def list_newest(d: DurableAgent[Any, Any] = d) -> list[float]:
+            out = []
+            for _ in range(20):
+                t = time.perf_counter()
+                assert len(await d.list_runs(limit=50)) == 50
+                out.append(time.perf_counter() - t)
+            return out
+
+        listing.append(median(asyncio.run(list_newest())))
+        copy.unlink()
+    template.unlink()
+    return median(times), median(listing)
 
 
 def run() -> str:
@@ -188,7 +214,9 @@ def run() -> str:
         normal = per_step_overhead(directory, "normal")
         conc = concurrency(directory)
         growth = journal_growth(directory)
-        rec = recover_large(directory)
+        rec, listing = recover_large(directory)
+        big = int(os.environ.get("PERDURE_BENCH_RECOVER_RUNS", "1000000"))
+        rec_big, listing_big = recover_large(directory, finished=big, repeats=3, steps_of_finished=10_000)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     lines = [
@@ -212,6 +240,9 @@ def run() -> str:
         f"{conc['commits_concurrent']:.0f} commits | {conc['concurrent_rps'] / conc['sequential_rps']:.1f}x "
         "sequential | >= 5x |",
         f"| `recover()` with 10,000 finished + 10 orphaned runs: to the first resumed step | {ms(rec)} | | <= 50 ms |",
+        f"| `recover()` with {big:,} finished + 10 orphaned runs: to the first resumed step | {ms(rec_big)} | "
+        "| <= 50 ms |",
+        f"| `list_runs(limit=50)`, 10,000 runs / {big:,} runs | {ms(listing)} / {ms(listing_big)} | | <= 5 ms |",
         "",
         "Journal growth (history stored once per run; each step stores only its own result):",
         "",

@@ -235,7 +235,7 @@ def test_table_and_column_names_are_pinned(journal: str) -> None:
     assert [r[1] for r in conn.execute("PRAGMA table_info(perdure_steps)")] == STEPS_COLUMNS
     # The primary key of a step is its run and its key: step identity is by meaning, not position.
     assert [r[1] for r in conn.execute("PRAGMA table_info(perdure_steps)") if r[5]] == ["run_id", "key"]
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x50455244
     conn.close()
 

@@ -553,8 +553,11 @@ class LocalBackend:
         return row.lease_expires is not None and row.lease_expires < now()
 
     def orphans(self) -> list[str]:
+        return [r.run_id for r in self._orphan_rows()]
+
+    def _orphan_rows(self) -> list[RunRow]:
         rows = self.journal.list_runs(agent=self.name, statuses=("running", "pending"), limit=None)
-        return [r.run_id for r in rows if r.status == "pending" or self.orphaned(r)]
+        return [r for r in rows if r.status == "pending" or self.orphaned(r)]
 
     def executing(self, run_id: str) -> bool:
         return (self._active_path, run_id) in _ACTIVE
@@ -683,9 +686,24 @@ class LocalBackend:
         return await self.resume(run_id, deps, fresh=False)
 
     async def recover(self, deps: Any) -> list[str]:
-        ids = self.orphans()
-        await gather_quietly(ids, lambda run_id: self.resume(run_id, deps, fresh=False))
-        return ids
+        rows = self._orphan_rows()
+        # Every orphan is claimed in one commit, then executed: the first resumed step does not wait for one
+        # fsync per orphan. A run another process claimed first is left to it (its claim's count is 0).
+        t = now()
+        candidates = [r for r in rows if not self.executing(r.run_id)]
+        statements = [
+            claim_run(r.run_id, r.status, r.owner, this_owner(), t + self.lease_seconds, t) for r in candidates
+        ]
+        counts = self.journal.write_counts(statements) if statements else []
+        claimed = [r.run_id for r, count in zip(candidates, counts, strict=True) if count]
+
+        async def execute(run_id: str) -> AgentRunResult[Any]:
+            row = self.journal.get_run(run_id)
+            assert row is not None
+            return await self._execute(row, deps, fresh=False)
+
+        await gather_quietly(claimed, execute)
+        return [r.run_id for r in rows]
 
 
 class _ReplayStore:
