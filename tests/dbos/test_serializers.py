@@ -10,8 +10,7 @@ import pytest
 
 from dbos import DBOS, DBOSPortableJSONSerializer
 from perdure import NonDeterminismError, RunWaiting
-from perdure.dbos import DBOSAgent
-from perdure.dbos import admin
+from perdure.dbos import DBOSAgent, admin
 from perdure.dbos._codec import RunFailed, run_error
 
 from . import agents

@@ -22,17 +22,7 @@ from ..runs import PendingDecision, RunInfo
 from ._inspect import ACTIVE, build_run_info, pending_of
 from ._names import STATUS_EVENT, WORKFLOW_PREFIX, workflow_name
 
-__all__ = [
-    "ACTIVE_STATUSES",
-    "DBOSAdmin",
-    "admin",
-    "approve",
-    "cancel",
-    "database_errors",
-    "decision_topic",
-    "get_run",
-    "list_runs",
-]
+__all__ = ["ACTIVE_STATUSES", "DBOSAdmin", "admin", "database_errors", "decision_topic"]
 
 ENGINE = "dbos"
 ACTIVE_STATUSES = ACTIVE
@@ -324,43 +314,3 @@ def admin(url: str, *, schema: str = "dbos") -> DBOSAdmin:
             client.destroy()
             raise
     return DBOSAdmin(client, where=where, client=client)
-
-
-# --- the functions the CLI called before the port (kept while it moves over) ------------------------------------
-
-
-def _sync(url: str, fn: Any) -> Any:
-    import asyncio
-
-    with admin(url) as a:
-        return asyncio.run(fn(a))
-
-
-def list_runs(
-    url: str, status: str | None = None, limit: int = 100, *, agent: str | None = None
-) -> list[dict[str, Any]]:
-    """perdure runs (of one ``agent``, or all), newest first, as JSON dicts (``RunInfo.to_json()``, no steps)."""
-    statuses = [status] if status else None
-    runs = _sync(url, lambda a: a.list_runs(agent=agent, status=statuses, limit=limit))
-    return [r.to_json() for r in runs]
-
-
-def get_run(url: str, run_id: str) -> dict[str, Any]:
-    """One run as a JSON dict: status, steps with timings, pending approvals, usage, output, error."""
-
-    async def one(a: DBOSAdmin) -> RunInfo:
-        info = await a.get_run(run_id)
-        if info is None:
-            raise UserError(f"no perdure run {run_id!r} in {a.where}")
-        return info
-
-    info: RunInfo = _sync(url, one)
-    return info.to_json()
-
-
-def cancel(url: str, run_id: str) -> None:
-    _sync(url, lambda a: a.cancel(run_id))
-
-
-def approve(url: str, run_id: str, tool_call_id: str, approved: bool = True, note: str | None = None) -> None:
-    _sync(url, lambda a: a.decide(run_id, tool_call_id, approved=approved, note=note))

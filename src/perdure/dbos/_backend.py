@@ -297,14 +297,24 @@ class DBOSBackend:
         # Started here by run(): the first attempt. Recovered or dequeued: DBOS counts the attempts.
         attempt = 1 if status is None else max(1, int(getattr(status, "recovery_attempts", None) or 1))
         runner: StepRunner | None = None
+        task = asyncio.current_task()
 
         def lost(_: str) -> None:
+            # Stop everything in flight (tool calls too), and a wait for a decision: the run is another's now.
             if runner is not None:
                 runner.abandon(ClaimLost(run_id, getattr(status, "executor_id", None)))
+            if task is not None:
+                task.cancel()
 
-        LIVE.begin(run_id, getattr(status, "dequeued_at", None), lost)
+        token, previous = LIVE.begin(run_id, getattr(status, "dequeued_at", None), lost)
         _watch_owners(self.poll_interval)
         try:
+            if previous is not None:
+                await previous  # the execution it replaces here has stopped: never two at once in one process
+            if attempt > 1:
+                # Taking the run over: the execution that had it may still be alive elsewhere (two processes with
+                # one executor id). Its ownership watch stops it within one poll interval; give it two.
+                await asyncio.sleep(2 * self.poll_interval)
             model = self.agent.resolve_model(run.model_name)
             store = DBOSStore(run_id, agent_name=self.name, model_options=self.model_options)
             runner = StepRunner(
@@ -333,7 +343,7 @@ class DBOSBackend:
             # DBOS records the workflow's error; RunFailed keeps perdure's error record in a picklable shape.
             raise RunFailed.wrap(e) from e
         finally:
-            LIVE.end(run_id)
+            LIVE.end(run_id, token)
         if start is not None:
             start.result = result
         return encode_run_result(result)

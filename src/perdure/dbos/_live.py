@@ -34,6 +34,8 @@ class Live:
     """When the execution here was dequeued (None: started directly): another dequeue means another owner."""
     on_lost: Callable[[str], None] | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    ended: asyncio.Future[None] | None = None
+    """Resolved when the execution here ends: a newer execution of the run in this process waits for it."""
 
 
 def _resolve(future: asyncio.Future[list[dict[str, Any]]], pending: list[dict[str, Any]]) -> None:
@@ -49,19 +51,35 @@ class LiveRuns:
 
     # --- executions -------------------------------------------------------------------------------------------
 
-    def begin(self, run_id: str, dequeued_at: int | None, on_lost: Callable[[str], None]) -> None:
+    def begin(
+        self, run_id: str, dequeued_at: int | None, on_lost: Callable[[str], None]
+    ) -> tuple[asyncio.Future[None], asyncio.Future[None] | None]:
+        """Register an execution here: its token (pass it to ``end``), and the execution of the same run that
+        it replaces in this process, if any (stopped now: DBOS dequeued the run again, so it lost the run)."""
+        loop = asyncio.get_running_loop()
+        token: asyncio.Future[None] = loop.create_future()
         with self._lock:
             live = self._runs.setdefault(run_id, Live())
+            previous = live.ended if live.executing and live.loop is loop else None
+            stale = live.on_lost if live.executing else None
+            stale_loop = live.loop
             live.executing = True
             live.dequeued_at = dequeued_at
             live.on_lost = on_lost
-            live.loop = asyncio.get_running_loop()
+            live.loop = loop
+            live.ended = token
+        if stale is not None and stale_loop is not None and not stale_loop.is_closed():
+            log.warning("run %r: DBOS handed the run to a new execution in this process; the old one stops", run_id)
+            stale_loop.call_soon_threadsafe(stale, run_id)
+        return token, previous
 
-    def end(self, run_id: str) -> None:
+    def end(self, run_id: str, token: asyncio.Future[None]) -> None:
+        if not token.done():
+            token.set_result(None)
         with self._lock:
             live = self._runs.get(run_id)
-            if live is None:
-                return
+            if live is None or live.ended is not token:
+                return  # a newer execution of the run owns the entry
             live.executing = False
             live.pending = []
             live.on_lost = None

@@ -2,19 +2,17 @@
 
 Options: ``url`` (the DBOS system database URL). ``run`` and ``resume`` launch DBOS in the child, as an
 application process would: launching recovers the pending runs, so ``resume`` only waits for the run's result.
-``status``, ``approve`` and ``cancel`` act from a process that launches nothing, through the CLI's functions
-(a ``DBOSClient``), so they never execute a run themselves.
+``status``, ``approve`` and ``cancel`` act from a process that launches nothing, through the run-admin port
+(``perdure.dbos.admin(url)``: a ``DBOSClient``), so they never execute a run themselves.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from dbos import DBOS
 
-from ...dbos import DBOSAgent
-from ...dbos import _admin as admin
+from ...dbos import DBOSAgent, admin
 from .driver import Driver, outcome_of
 from .scenarios import build_agent, prompt_for, usage_limits_for
 
@@ -60,15 +58,20 @@ class DBOSDriver(Driver):
     async def approve(
         self, scenario: str, run_id: str, tool_call_id: str, approved: bool, note: str | None
     ) -> dict[str, Any]:
-        await asyncio.to_thread(admin.approve, self.options["url"], run_id, tool_call_id, approved, note)
+        with admin(self.options["url"]) as runs:
+            await runs.decide(run_id, tool_call_id, approved=approved, note=note)
         return await self.status(scenario, run_id)
 
     async def cancel(self, scenario: str, run_id: str) -> dict[str, Any]:
-        await asyncio.to_thread(admin.cancel, self.options["url"], run_id)
+        with admin(self.options["url"]) as runs:
+            await runs.cancel(run_id)
         return await self.status(scenario, run_id)
 
     async def status(self, scenario: str, run_id: str) -> dict[str, Any]:
-        info = await asyncio.to_thread(admin.get_run, self.options["url"], run_id)
+        with admin(self.options["url"]) as runs:
+            found = await runs.get_run(run_id)
+        assert found is not None, f"no run {run_id!r}"
+        info = found.to_json()
         return {"status": info["status"], "pending": info["pending"], "usage": info["usage"], "error": info["error"]}
 
 
