@@ -31,7 +31,8 @@ from .._exceptions import UserError
 
 __all__ = ["SCHEMA_VERSION", "Claim", "Durability", "Journal", "RunRow", "Statement", "StepRow"]
 
-APPLICATION_ID = 0x50455244  # "PERD": marks the file as a perdure journal
+from ._names import APPLICATION_ID
+
 SCHEMA_VERSION = 2
 Durability = Literal["full", "normal"]
 
