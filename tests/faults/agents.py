@@ -6,7 +6,7 @@ from the same definitions. Every executed tool call appends a ``start`` and an `
 processes of one machine) and a nonce that the tool also returns: the nonce in a journal's recorded result names
 the one execution that was recorded. Replayed steps execute nothing and log nothing.
 
-Gates (``FAULTS_GATE``): ``tool:NAME`` or ``model:TURN``. A process reaching the gate writes
+Gates (``FAULTS_GATE``, comma-separated): ``tool:NAME`` or ``model:TURN``. A process reaching the gate writes
 ``<FAULTS_DIR>/at-<gate>`` (its pid) and waits until ``<FAULTS_DIR>/release`` exists; the test pauses it there.
 """
 
@@ -58,7 +58,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 
 def _gate_reached(point: str) -> bool:
-    if os.environ.get("FAULTS_GATE") != point:
+    if point not in os.environ.get("FAULTS_GATE", "").split(","):
         return False
     (_dir() / f"at-{point.replace(':', '_')}").write_text(str(os.getpid()))
     return True
@@ -199,7 +199,31 @@ def loop_agent() -> Agent[Any, Any]:
     return agent
 
 
-AGENTS = {"stall": stall_agent, "blocking": blocking_agent, "loop": loop_agent}
+def pg_agent() -> Agent[Any, Any]:
+    """reserve ∥ charge (at-most-once) → notify → an answer quoting every result the model was given (so the
+    output shows which execution of each call was recorded)."""
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        run_id, turn = _run_id_of(messages), _turn(messages)
+
+        def call(tool: str, n: int) -> ToolCallPart:
+            return ToolCallPart(tool_name=tool, args={"item": run_id}, tool_call_id=f"{tool}-{n}")
+
+        if turn == 1:
+            return ModelResponse(parts=[call("reserve", 1), call("charge", 1)])
+        if turn == 2:
+            return ModelResponse(parts=[call("notify", 2)])
+        results = "; ".join(f"{p.tool_name}={p.model_response_str()}" for p in _returns(messages))
+        return ModelResponse(parts=[TextPart(content=results)])
+
+    agent: Agent[Any, Any] = Agent(FunctionModel(answer, model_name="faults-pg"), name="faults-pg")
+    _effect_tool(agent, "reserve", pause=(0.05, 0.3))
+    _effect_tool(agent, "charge", pause=(0.05, 0.3), side_effects="at_most_once")
+    _effect_tool(agent, "notify", pause=(0.05, 0.3))
+    return agent
+
+
+AGENTS = {"stall": stall_agent, "blocking": blocking_agent, "loop": loop_agent, "pg": pg_agent}
 
 # For `perdure worker tests.faults.agents:loop`: a module-level Agent the CLI wraps in a DurableAgent.
 loop = loop_agent()

@@ -6,6 +6,8 @@ Modes:
 * ``resume RUN_ID``   resume a run another process left
 * ``start RUN_ID...`` accept runs and return (no step executes here)
 * ``serve``           be a worker (``DurableAgent.serve``) until SIGTERM or SIGKILL
+* ``dbos RUN_ID...``  (JOURNAL is a DBOS system database URL) launch DBOS with a ``DBOSAgent``, run the runs
+  concurrently (launching recovers those a dead process left; ``run`` awaits them), print their outputs
 * ``approver N``      decide every waiting call until N decisions are made: approve the runs whose id ends in an
   even digit, deny the others
 
@@ -68,8 +70,40 @@ def _approver(durable: DurableAgent[Any, Any], decisions: int) -> None:
         time.sleep(0.05)
 
 
+async def _dbos(url: str, agent: str, run_ids: list[str]) -> dict[str, Any]:
+    from dbos import DBOS
+    from perdure.dbos import DBOSAgent
+
+    DBOS(
+        config={
+            "name": "perdure-faults",
+            "system_database_url": url,
+            "application_version": "faults",  # one version: a new process recovers the runs of a dead one
+            "log_level": "WARNING",
+        }
+    )
+    dbos_agent = DBOSAgent(AGENTS[agent](), poll_interval=0.05)
+    DBOS.launch()
+    try:
+
+        async def one(run_id: str) -> dict[str, Any]:
+            try:
+                result = await dbos_agent.run(f"{run_id}|do the {agent} job", run_id=run_id)
+            except PerdureError as e:
+                return {"error": type(e).__name__, "message": str(e)}
+            return {"output": result.output}
+
+        outcomes = await asyncio.gather(*(one(r) for r in run_ids))
+        return dict(zip(run_ids, outcomes, strict=True))
+    finally:
+        DBOS.destroy()
+
+
 def main(argv: list[str]) -> None:
     mode, journal, agent, *rest = argv
+    if mode == "dbos":
+        _report(asyncio.run(_dbos(journal, agent, rest)))
+        return
     durable = _durable(journal, agent)
     if mode == "run":
         prompt = f"{rest[0]}|do the {agent} job"
