@@ -108,4 +108,3 @@ async def check(client: Client, where: list[str], ids: dict[str, str]) -> None:
     assert cancelled.returncode == 0 and "completed" in cancelled.stdout
     missing = await perdure("runs", "show", "no-such-run", *where)
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
-

@@ -140,31 +140,17 @@ def _dbos(url: str) -> Where:
                 f"no DBOS system database at {path} (from --dbos {url}); nothing was created. Pass the "
                 "system_database_url your DBOS application uses"
             )
-    module = _engine_module("dbos")
-
-    def interim() -> RunAdmin:
-        from ._interim import InterimDBOSAdmin
-
-        return InterimDBOSAdmin(url)
-
-    return Where(_admin_or(module, interim, url), f"DBOS {url}", "the run continues in a process with DBOS launched")
+    admin: RunAdmin = _engine_module("dbos").admin(url)
+    return Where(admin, f"DBOS {url}", "the run continues in a process with DBOS launched")
 
 
 def _temporal(address: str, namespace: str) -> Where:
-    module = _engine_module("temporal")
-
-    def interim() -> RunAdmin:
-        from ._interim import InterimTemporalAdmin
-
-        return InterimTemporalAdmin(address, namespace)
-
-    return Where(
-        # A command line waits a little for a worker to answer a run's query (then shows what the server knows),
-        # and for a worker to apply a decision.
-        _admin_or(module, interim, address, namespace, query_deadlines=(1.0, 3.0), decide_timeout=30.0),
-        f"Temporal {address} (namespace {namespace})",
-        "the run's workflow continues on its workers",
+    # A command line waits a little for a worker to answer a run's query (then shows what the server alone knows),
+    # and for a worker to apply a decision.
+    admin: RunAdmin = _engine_module("temporal").admin(
+        address, namespace, query_deadlines=(1.0, 3.0), decide_timeout=30.0
     )
+    return Where(admin, f"Temporal {address} (namespace {namespace})", "the run's workflow continues on its workers")
 
 
 def _prefect(url: str) -> Where:

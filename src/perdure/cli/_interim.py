@@ -1,13 +1,12 @@
-"""Stand-in ``RunAdmin``s for the engines whose own admin (``perdure.<engine>.admin(...)``) has not landed yet.
+"""A stand-in ``RunAdmin`` for Prefect, used while ``perdure.prefect.admin(api_url)`` has not landed.
 
-Each wraps the code path the CLI used before it was rebuilt on the ``RunAdmin`` port, behind that port. The engine
-modules' own admins replace them one by one (``_engines.py`` prefers ``perdure.<engine>.admin`` when it exists);
-this module goes away with the last one. What a stand-in cannot do raises a ``UserError`` that says so.
+It wraps the code path the CLI used before it was rebuilt on the ``RunAdmin`` port, behind that port;
+``_engines.py`` prefers ``perdure.prefect.admin`` when it exists, and this module goes away once it does. What the
+stand-in cannot do raises a ``UserError`` that says so.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import time
@@ -17,7 +16,7 @@ from typing import Any
 from .._exceptions import UserError
 from ..runs import PendingDecision, RunInfo, StepInfo
 
-__all__ = ["InterimDBOSAdmin", "InterimPrefectAdmin", "InterimTemporalAdmin"]
+__all__ = ["InterimPrefectAdmin"]
 
 
 def _no_prune(engine: str) -> UserError:
@@ -25,128 +24,6 @@ def _no_prune(engine: str) -> UserError:
         f"perdure runs prune does not delete {engine} runs yet: {engine} keeps run history in its own store, "
         "with its own retention"
     )
-
-
-class InterimDBOSAdmin:
-    """DBOSAgent runs in a DBOS system database, through DBOS's client (``perdure.dbos._admin``)."""
-
-    engine = "dbos"
-
-    def __init__(self, url: str) -> None:
-        from ..dbos import _admin
-
-        self._admin: Any = _admin
-        self.url = url
-
-    async def get_run(self, run_id: str) -> RunInfo | None:
-        data = await asyncio.to_thread(self._admin.get_run, self.url, run_id)
-        return RunInfo.from_json(data)
-
-    async def list_runs(
-        self, *, agent: str | None = None, status: Sequence[str] | None = None, limit: int | None = 100
-    ) -> list[RunInfo]:
-        wanted: list[str | None] = [*status] if status else [None]
-        out: list[RunInfo] = []
-        for one in wanted:
-            rows = await asyncio.to_thread(self._admin.list_runs, self.url, one, limit or 10_000, agent=agent)
-            out.extend(RunInfo.from_json(d) for d in rows)
-        out.sort(key=lambda i: i.created_at, reverse=True)
-        return out[:limit] if limit else out
-
-    async def stuck(self, older_than: float) -> list[RunInfo]:
-        # DBOS keeps no lease: a run is stuck when it is running and no step started or finished in the window.
-        cutoff = time.time() - older_than
-        out = []
-        for info in await self.list_runs(status=["running"], limit=10_000):
-            full = await self.get_run(info.run_id)
-            if full is None:
-                continue
-            marks = [m for s in full.steps for m in (s.started_at, s.finished_at) if m is not None]
-            if max(marks, default=full.updated_at or full.created_at) < cutoff:
-                out.append(full)
-        return out
-
-    async def pending(self, run_id: str) -> list[PendingDecision]:
-        info = await self.get_run(run_id)
-        return [] if info is None else info.pending
-
-    async def decide(self, run_id: str, tool_call_id: str, *, approved: bool, note: str | None = None) -> None:
-        await asyncio.to_thread(self._admin.approve, self.url, run_id, tool_call_id, approved, note)
-
-    async def cancel(self, run_id: str) -> None:
-        await asyncio.to_thread(self._admin.cancel, self.url, run_id)
-
-    async def prune(self, older_than: float) -> int:
-        raise _no_prune("DBOS")
-
-
-class InterimTemporalAdmin:
-    """TemporalAgent runs on a Temporal namespace, through a client alone (``perdure.temporal._agent``).
-
-    ``get_run`` asks the run's workflow for its steps (a query, answered by a worker of the agent); with no worker
-    it returns what the server alone knows. ``decide`` is a workflow update: a worker applies it.
-    """
-
-    engine = "temporal"
-    DECIDE_TIMEOUT = 30.0
-
-    def __init__(self, address: str, namespace: str) -> None:
-        from ..temporal import _agent
-
-        self._m: Any = _agent
-        self.address = address
-        self.namespace = namespace
-        self._connected: Any = None
-
-    async def _client(self) -> Any:
-        from temporalio.client import Client
-
-        if self._connected is None:
-            try:
-                self._connected = await Client.connect(self.address, namespace=self.namespace)
-            except Exception as e:
-                raise UserError(f"cannot reach Temporal at {self.address}: {e}") from e
-        return self._connected
-
-    async def get_run(self, run_id: str) -> RunInfo | None:
-        try:
-            info: RunInfo = await self._m.run_info(await self._client(), run_id, deadlines=self._m.CLI_QUERY_DEADLINES)
-        except UserError as e:
-            if str(e).startswith(f"no run {run_id!r}"):
-                return None
-            raise
-        return info
-
-    async def list_runs(
-        self, *, agent: str | None = None, status: Sequence[str] | None = None, limit: int | None = 100
-    ) -> list[RunInfo]:
-        wanted = [s for s in status or [] if s != "pending"]  # a started workflow is running: nothing is pending
-        if status and not wanted:
-            return []
-        name = None if agent is None else f"{self._m.WORKFLOW_PREFIX}{agent}"
-        infos: list[RunInfo] = await self._m.list_run_infos(
-            await self._client(), status=wanted or None, limit=limit or 10_000, workflow_name=name
-        )
-        return infos
-
-    async def stuck(self, older_than: float) -> list[RunInfo]:
-        infos: list[RunInfo] = await self._m.stuck_run_infos(await self._client(), older_than)
-        return infos
-
-    async def pending(self, run_id: str) -> list[PendingDecision]:
-        info = await self.get_run(run_id)
-        return [] if info is None else info.pending
-
-    async def decide(self, run_id: str, tool_call_id: str, *, approved: bool, note: str | None = None) -> None:
-        await self._m.approve_run(
-            await self._client(), run_id, tool_call_id, approved=approved, note=note, timeout=self.DECIDE_TIMEOUT
-        )
-
-    async def cancel(self, run_id: str) -> None:
-        await self._m.cancel_run(await self._client(), run_id)
-
-    async def prune(self, older_than: float) -> int:
-        raise _no_prune("Temporal")
 
 
 class InterimPrefectAdmin:
