@@ -176,6 +176,6 @@ def test_every_command_on_every_engine(
         pruned = (await cli("runs", "prune", "--older-than", "0s", "--json")).json()
         assert finished <= set(pruned)
         for run_id in finished:
-            await until(run_id, None)
+            await until(run_id, None, timeout=180)  # Temporal deletes at its own pace (about a minute)
 
     asyncio.run(main())
