@@ -13,7 +13,7 @@ from typing_extensions import TypeVar
 
 from ._engine import InlineEngine, new_run_id
 from ._exceptions import ApprovalRequired, ToolError, UserError
-from ._loop import AgentLoop, AgentRunResult, RunInput, drive
+from ._loop import AgentLoop, AgentRunResult, Prompt, RunInput, drive, split_prompt
 from ._output import OutputMode, OutputSchema
 from ._spec import AgentSpec
 from ._streaming import StreamedRunResult, run_streamed
@@ -273,7 +273,7 @@ class Agent(Generic[DepsT, OutputT]):
 
     async def run(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         deps: DepsT = None,  # type: ignore[assignment]
         message_history: Sequence[ModelMessage] | None = None,
@@ -283,8 +283,10 @@ class Agent(Generic[DepsT, OutputT]):
     ) -> AgentRunResult[OutputT]:
         """Run the agent to its output. Not durable: a crash loses the run (use ``DurableAgent`` for that)."""
         resolved = self.resolve_model(model)
+        prompt, content = split_prompt(prompt)
         run = RunInput(
             prompt=prompt,
+            content=content,
             run_id=new_run_id(),
             message_history=list(message_history or []),
             usage_limits=usage_limits,
@@ -306,7 +308,7 @@ class Agent(Generic[DepsT, OutputT]):
 
     def run_sync(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         deps: DepsT = None,  # type: ignore[assignment]
         message_history: Sequence[ModelMessage] | None = None,
@@ -335,7 +337,7 @@ class Agent(Generic[DepsT, OutputT]):
     @asynccontextmanager
     async def run_stream(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         deps: DepsT = None,  # type: ignore[assignment]
         message_history: Sequence[ModelMessage] | None = None,
@@ -350,8 +352,10 @@ class Agent(Generic[DepsT, OutputT]):
                 print(delta, end="")
         """
         resolved = self.resolve_model(model)
+        prompt, content = split_prompt(prompt)
         run = RunInput(
             prompt=prompt,
+            content=content,
             run_id=new_run_id(),
             message_history=list(message_history or []),
             usage_limits=usage_limits,

@@ -46,6 +46,7 @@ from .messages import (
     SystemPromptPart,
     ToolCallPart,
     ToolReturnPart,
+    UserContent,
     UserPromptPart,
 )
 from .models import ModelRequestParameters, ModelSettings
@@ -54,7 +55,32 @@ from .usage import Usage, UsageLimits
 if TYPE_CHECKING:
     from ._spec import AgentSpec, SupportsSpec
 
-__all__ = ["AgentRunResult", "RunInput", "drive"]
+__all__ = ["AgentRunResult", "Prompt", "RunInput", "drive", "split_prompt"]
+
+Prompt = str | Sequence[UserContent]
+"""What ``run()`` takes: text, or a sequence of text and files (``ImageUrl``, ``BinaryContent``...)."""
+
+
+def split_prompt(prompt: Prompt | None) -> tuple[str | None, list[UserContent] | None]:
+    """A prompt as ``RunInput`` keeps it: its text, and its parts when it has files."""
+    if prompt is None or isinstance(prompt, str):
+        return prompt, None
+    import pydantic
+
+    from ._exceptions import UserError
+
+    try:
+        parts = pydantic.TypeAdapter(list[UserContent]).validate_python(list(prompt))
+    except pydantic.ValidationError as e:
+        raise UserError(
+            f"a prompt is a string or a sequence of strings and files (ImageUrl, DocumentUrl, AudioUrl, "
+            f"BinaryContent), not {prompt!r}: {e.errors()[0]['msg']}"
+        ) from None
+    text = "\n".join(p for p in parts if isinstance(p, str))
+    if all(isinstance(p, str) for p in parts):
+        return text, None
+    return text, parts
+
 
 OutputT = TypeVar("OutputT")
 
@@ -74,12 +100,15 @@ class RunInput:
     """Everything a run starts from. Engines persist it (the local engine: once, at acceptance)."""
 
     prompt: str | None
+    """The prompt's text (what spans, ``ctx.prompt`` and ``perdure runs show`` see)."""
     run_id: str
     message_history: list[ModelMessage] = field(default_factory=list)
     usage_limits: UsageLimits | None = None
     model_settings: ModelSettings | None = None
     model_name: str | None = None
     """The model to use instead of the agent's (a model string, or the name of a Model given to run())."""
+    content: list[UserContent] | None = None
+    """A prompt made of parts (text and files: ``ImageUrl``, ``BinaryContent``...), sent instead of ``prompt``."""
 
 
 @dataclass
@@ -188,7 +217,9 @@ class AgentLoop(Generic[OutputT]):
         first: list[Any] = []
         if not self.messages:
             first.extend(SystemPromptPart(content=text) for text in self.agent.system_prompts)
-        if self.run.prompt is not None:
+        if self.run.content is not None:
+            first.append(UserPromptPart(content=list(self.run.content)))
+        elif self.run.prompt is not None:
             first.append(UserPromptPart(content=self.run.prompt))
         next_request: list[Any] = first
         if not next_request and self.messages and isinstance(self.messages[-1], ModelRequest):

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from .._agent import Agent
 from .._exceptions import UserError
-from .._loop import AgentRunResult
+from .._loop import AgentRunResult, Prompt
 from ..durable.base import DurableAgentBase, check_name
 from ..messages import ModelMessage
 from ..models import ModelSettings
@@ -139,7 +139,7 @@ class DBOSAgent(DurableAgentBase[DepsT, OutputT]):
 
     async def run(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         run_id: str | None = None,
         deps: DepsT = None,  # type: ignore[assignment]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .._agent import Agent
 from .._engine import new_run_id
 from .._exceptions import AgentRunError, RunInProgress, RunWaiting, UserError
-from .._loop import AgentRunResult, RunInput
+from .._loop import AgentRunResult, Prompt, RunInput, split_prompt
 from ..runs import FINAL_STATUSES, PendingDecision, RunInfo
 from .ports import Backend, RunMeta
 
@@ -89,7 +89,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
 
     def _run_input(
         self,
-        prompt: str | None,
+        prompt: Prompt | None,
         run_id: str,
         message_history: Sequence[ModelMessage] | None,
         model: str | None,
@@ -98,8 +98,10 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
     ) -> RunInput:
         if model is not None and not isinstance(model, str):
             raise UserError("a durable run records its model by name: pass a model string, e.g. 'openai:gpt-4.1'")
+        text, content = split_prompt(prompt)
         return RunInput(
-            prompt=prompt,
+            prompt=text,
+            content=content,
             run_id=check_run_id(run_id),
             message_history=list(message_history or []),
             usage_limits=usage_limits,
@@ -123,7 +125,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
 
     async def run(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         run_id: str | None = None,
         deps: DepsT = None,  # type: ignore[assignment]
@@ -144,7 +146,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
 
     def run_sync(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         run_id: str | None = None,
         deps: DepsT = None,  # type: ignore[assignment]
@@ -171,7 +173,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
 
     async def start(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         run_id: str | None = None,
         message_history: Sequence[ModelMessage] | None = None,
@@ -186,7 +188,7 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
 
     def start_sync(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         run_id: str | None = None,
         message_history: Sequence[ModelMessage] | None = None,

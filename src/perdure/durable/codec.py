@@ -15,7 +15,7 @@ import pydantic
 from .._loop import AgentRunResult, RunInput
 from .._ops import Decision, ModelStep, Step, StepResult, ToolStep
 from .._tools import ToolOutcome
-from ..messages import ModelMessagesTypeAdapter, ModelResponse
+from ..messages import ModelMessagesTypeAdapter, ModelResponse, UserContent
 from ..usage import Usage, UsageLimits
 
 __all__ = [
@@ -32,17 +32,21 @@ __all__ = [
 ]
 
 _ANY: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
+_CONTENT: pydantic.TypeAdapter[list[UserContent]] = pydantic.TypeAdapter(list[UserContent])
 
 
 def input_to_dict(run: RunInput) -> dict[str, Any]:
     """A run's input as JSON-able data (without its id: the engine keys the run by it)."""
-    return {
+    data = {
         "prompt": run.prompt,
         "message_history": ModelMessagesTypeAdapter.dump_python(run.message_history, mode="json"),
         "usage_limits": dataclasses.asdict(run.usage_limits) if run.usage_limits else None,
         "model_settings": run.model_settings,
         "model_name": run.model_name,
     }
+    if run.content is not None:  # a prompt with files: recorded once, here (a step records only its own result)
+        data["content"] = _CONTENT.dump_python(run.content, mode="json")
+    return data
 
 
 def input_from_dict(run_id: str, data: dict[str, Any]) -> RunInput:
@@ -54,6 +58,7 @@ def input_from_dict(run_id: str, data: dict[str, Any]) -> RunInput:
         usage_limits=UsageLimits(**limits) if limits else None,
         model_settings=data.get("model_settings"),
         model_name=data.get("model_name"),
+        content=_CONTENT.validate_python(data["content"]) if data.get("content") is not None else None,
     )
 
 

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from .._agent import Agent
 from .._engine import new_run_id
 from .._exceptions import UserError
-from .._loop import AgentRunResult
+from .._loop import AgentRunResult, Prompt, split_prompt
 from ..durable.base import DurableAgentBase, check_name, check_run_id
 from ..messages import ModelMessage
 from ..models import Model, ModelSettings
@@ -243,7 +243,7 @@ class TemporalAgent(DurableAgentBase[DepsT, OutputT]):
 
     async def run(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         run_id: str | None = None,
         deps: DepsT = None,  # type: ignore[assignment]
@@ -278,7 +278,7 @@ class TemporalAgent(DurableAgentBase[DepsT, OutputT]):
 
     async def start_workflow(
         self,
-        prompt: str | None = None,
+        prompt: Prompt | None = None,
         *,
         run_id: str | None = None,
         deps: DepsT = None,  # type: ignore[assignment]
@@ -296,7 +296,7 @@ class TemporalAgent(DurableAgentBase[DepsT, OutputT]):
 
     async def _run_in_workflow(
         self,
-        prompt: str | None,
+        prompt: Prompt | None,
         *,
         run_id: str | None,
         deps: Any,
@@ -306,10 +306,12 @@ class TemporalAgent(DurableAgentBase[DepsT, OutputT]):
         model_settings: ModelSettings | None,
     ) -> AgentRunResult[OutputT]:
         runs = Runs.current()
+        text, content = split_prompt(prompt)
         inp = WorkflowInput(
             agent=self.name,
             run_id=check_run_id(run_id) if run_id is not None else runs.next_run_id(),
-            prompt=prompt,
+            prompt=text,
+            content=content,
             message_history=list(message_history or []),
             usage_limits=usage_limits,
             model_settings=model_settings,

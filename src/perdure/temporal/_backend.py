@@ -64,6 +64,7 @@ class TemporalBackend:
             agent=meta.agent,
             run_id=run.run_id,
             prompt=run.prompt,
+            content=run.content,
             message_history=list(run.message_history),
             usage_limits=run.usage_limits,
             model_settings=run.model_settings,

@@ -21,7 +21,7 @@ from .._agent import Agent
 from .._exceptions import UserError
 from .._ops import Decision
 from .._tools import SideEffects, ToolOutcome
-from ..messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
+from ..messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse, UserContent
 from ..models import ModelRequestParameters, ModelSettings
 from ..usage import Usage, UsageLimits
 
@@ -153,6 +153,8 @@ class WorkflowInput(_Wire):
     agent: str
     run_id: str
     prompt: str | None = None
+    content: list[UserContent] | None = None
+    """A prompt made of parts (text and files), when it has files."""
     message_history: list[ModelMessage] = Field(default_factory=list)
     usage_limits: UsageLimits | None = None
     model_settings: ModelSettings | None = None

@@ -264,6 +264,7 @@ class AgentRunInWorkflow:
     async def _run(self) -> AgentRunResult[Any]:
         run_input = RunInput(
             prompt=self.inp.prompt,
+            content=self.inp.content,
             run_id=self.run_id,
             message_history=list(self.inp.message_history),
             usage_limits=self.inp.usage_limits,
