@@ -57,8 +57,10 @@ class Workspace:
         return read_log(self.log)
 
     def steps(self, run_id: str) -> list[tuple[Any, ...]]:
-        """Every column of the run's step rows, by sequence."""
-        return query(self.journal, "SELECT * FROM perdure_steps WHERE run_id = ? ORDER BY seq", (run_id,))
+        """The run's step rows, by sequence: (run_id, key, seq, kind, describe, status, result, payload, attempt,
+        started_at, finished_at)."""
+        columns = "run_id, key, seq, kind, describe, status, result, payload, attempt, started_at, finished_at"
+        return query(self.journal, f"SELECT {columns} FROM perdure_steps WHERE run_id = ? ORDER BY seq", (run_id,))
 
     def run_row(self, run_id: str) -> dict[str, Any]:
         rows = query(
