@@ -163,3 +163,13 @@ def test_non_determinism_is_detected(harness: Harness) -> None:
     assert "turn/1" in out["error"]["message"]
     assert "charge_card" in out["error"]["message"]
     assert len(harness.tool_effects("nondet-1")) == 1  # nothing re-executed on the mismatch
+
+
+def test_a_prompt_with_a_file_is_replayed_exactly_after_a_crash(harness: Harness) -> None:
+    from perdure.testing.conformance.scenarios import PICTURE
+
+    harness.crash("run", "tool:look", run_id="vision-1", scenario="vision")
+    out = harness.call("resume", scenario="vision", run_id="vision-1")
+    assert out["status"] == "completed", out
+    assert out["output"] == f"saw {PICTURE.identifier}"  # the resumed request carried the same bytes
+    assert len(harness.model_effects("vision-1")) == 2

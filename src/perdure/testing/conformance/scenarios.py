@@ -24,7 +24,17 @@ from pydantic import BaseModel
 from ..._agent import Agent
 from ..._context import RunContext
 from ..._exceptions import ModelRetry
-from ...messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from ..._loop import Prompt
+from ...messages import (
+    BinaryContent,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
 from ...models.function import AgentInfo, FunctionModel
 from ...usage import UsageLimits
 
@@ -90,8 +100,8 @@ def _run_id_of(messages: list[ModelMessage]) -> str:
     for m in messages:
         if isinstance(m, ModelRequest):
             for p in m.parts:
-                if p.part_kind == "user-prompt":
-                    return str(p.content).split("|", 1)[0]
+                if isinstance(p, UserPromptPart):
+                    return p.text.split("|", 1)[0]
     return "?"
 
 
@@ -265,6 +275,33 @@ def looping() -> Agent[Any, Any]:
     return agent
 
 
+# A small PNG-like file, the same bytes in every process: the "vision" scenario's prompt carries it.
+PICTURE = BinaryContent(data=bytes(range(256)) * 64, media_type="image/png")
+
+
+def vision() -> Agent[Any, Any]:
+    """A prompt with a file: every model request must see it exactly (after a crash too)."""
+
+    def script(messages: list[ModelMessage], turn: int, info: AgentInfo) -> ModelResponse:
+        first = messages[0]
+        assert isinstance(first, ModelRequest)
+        files = [
+            c
+            for p in first.parts
+            if isinstance(p, UserPromptPart) and not isinstance(p.content, str)
+            for c in p.content
+            if isinstance(c, BinaryContent)
+        ]
+        seen = ",".join(f.identifier for f in files)
+        if turn == 1:
+            return ModelResponse(parts=[_call("look", "v1", amount=1)])
+        return ModelResponse(parts=[TextPart(content=f"saw {seen}")])
+
+    agent = _base("vision", script)
+    _side_effect_tool(agent, "look", "looked")
+    return agent
+
+
 SCENARIOS = {
     "plain": plain,
     "structured": structured,
@@ -275,6 +312,7 @@ SCENARIOS = {
     "approval": approval,
     "slow": slow,
     "looping": looping,
+    "vision": vision,
 }
 
 
@@ -287,5 +325,7 @@ def usage_limits_for(name: str) -> UsageLimits | None:
     return UsageLimits(request_limit=3) if name == "looping" else None
 
 
-def prompt_for(name: str, run_id: str) -> str:
+def prompt_for(name: str, run_id: str) -> Prompt:
+    if name == "vision":
+        return [f"{run_id}|what is in this picture?", PICTURE]
     return f"{run_id}|run the {name} scenario"
