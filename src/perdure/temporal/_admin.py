@@ -439,7 +439,8 @@ async def stuck_run_infos(client: Client, seconds: float, *, workflow_name: str 
 
 async def prune_runs(client: Client, seconds: float, *, workflow_name: str | None = None) -> int:
     """Delete the closed workflows of perdure runs that closed more than ``seconds`` ago (with their history);
-    how many. Running and waiting runs are never pruned."""
+    how many deletions were requested. Running and waiting runs are never pruned. The server deletes at its own
+    pace (the dev server takes about a minute): until then a run is still listed, and pruned again."""
     from temporalio.api.common.v1 import WorkflowExecution
     from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 
