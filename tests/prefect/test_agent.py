@@ -41,8 +41,10 @@ def agent_with_tool(name: str, tool: str = "charge", **tool_options: Any) -> Cou
 
 
 async def flow_run_of(prefect_agent: PrefectAgent[Any, Any], run_id: str) -> Any:
+    from perdure.prefect._runs import find
+
     async with get_client() as client:
-        return await prefect_agent._require(client, run_id)
+        return await find(client, run_id, prefect_agent.name)
 
 
 def test_a_run_is_a_flow_run_named_by_its_run_id(name: str, results: Path) -> None:
@@ -110,7 +112,7 @@ def test_task_config_per_model_and_per_tool(name: str, tmp_path: Path) -> None:
     assert (tool_results / step_cache_key("pay-1", "turn/1/tool/c1")).exists()
     assert not (default / step_cache_key("pay-1", "turn/1/tool/c1")).exists()
 
-    model_task = prefect_agent._task_for(_model_step())
+    model_task = prefect_agent.tasks.task("model", None)
     assert (model_task.timeout_seconds, model_task.retries) == (60, 0)
 
 
@@ -389,15 +391,6 @@ def test_an_agent_needs_a_name() -> None:
     counted = Counted("", one_tool_then_text("x"))
     with pytest.raises(UserError, match="needs a name"):
         PrefectAgent(counted.agent)
-
-
-def _model_step() -> Any:
-    from perdure._ops import ModelStep
-    from perdure.models import ModelRequestParameters
-
-    return ModelStep(
-        key="turn/1/model", turn=1, model_name="scripted", messages=[], settings=None, params=ModelRequestParameters()
-    )
 
 
 def _eventually(get: Any, ready: Any, timeout: float = 15.0) -> Any:

@@ -16,7 +16,8 @@ except ImportError as e:  # pragma: no cover - tests/prefect checks the message 
         raise
     raise MissingExtra("prefect", "prefect") from e
 
+from ._admin import PrefectAdmin, admin
 from ._agent import PrefectAgent
 from ._config import TaskConfig
 
-__all__ = ["PrefectAgent", "TaskConfig"]
+__all__ = ["PrefectAdmin", "PrefectAgent", "TaskConfig", "admin"]

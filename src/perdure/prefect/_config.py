@@ -1,12 +1,14 @@
-"""Task configuration: Prefect options for the tasks that execute model requests and tool calls."""
+"""Task configuration: Prefect options for the tasks that execute model requests and tool calls, and the result
+stores their records are read from outside a task."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
-__all__ = ["TaskConfig"]
+__all__ = ["ResultStores", "TaskConfig", "storage_option"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,3 +46,43 @@ class TaskConfig:
         """This config's options, with ``base``'s wherever this one has none."""
         updates = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
         return replace(base, **updates)
+
+
+def storage_option(storage: Any) -> Any:
+    """The result storage as Prefect options take it: a path, a block slug, or a saved block."""
+    from prefect.blocks.core import Block
+
+    if storage is None or isinstance(storage, str | Block):
+        return storage
+    return Path(os.fspath(storage))
+
+
+class ResultStores:
+    """Result stores over the storages of a run's steps, to read and write records outside a task (cached)."""
+
+    def __init__(self) -> None:
+        self._stores: dict[int, Any] = {}
+
+    async def get(self, storage: Any) -> Any:
+        from prefect.blocks.core import Block
+        from prefect.filesystems import LocalFileSystem
+        from prefect.results import ResultStore, aget_default_result_storage
+        from prefect.serializers import JSONSerializer
+
+        store = self._stores.get(id(storage))
+        if store is None:
+            if storage is None:
+                block = await aget_default_result_storage()
+            elif isinstance(storage, str):
+                block = await Block.aload(storage)
+            elif isinstance(storage, Block):
+                block = storage
+            else:  # a directory: a storage block not saved on the server (every process builds its own)
+                block = LocalFileSystem(basepath=_directory(storage))
+            store = ResultStore(result_storage=block, serializer=JSONSerializer())
+            self._stores[id(storage)] = store
+        return store
+
+
+def _directory(storage: os.PathLike[str] | str) -> str:
+    return str(Path(os.fspath(storage)).expanduser().resolve())

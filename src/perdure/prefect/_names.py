@@ -12,11 +12,19 @@ from __future__ import annotations
 import hashlib
 
 __all__ = [
+    "CLAIMED_BY",
+    "CLAIM_PREFIX",
+    "CONTEXT",
     "DEPLOYMENT",
+    "FLOW_FUNCTION",
     "INPUT_PREFIX",
     "MODEL_TASK",
     "OUTCOME_INPUT",
+    "PARENT_TAG",
+    "RECORD_VERSION",
+    "STEPS_INPUT",
     "TAG",
+    "claim_input",
     "decision_input",
     "pause_key",
     "pending_input",
@@ -33,7 +41,24 @@ INPUT_PREFIX = "perdure-"
 """Every flow run input perdure writes starts with it (Prefect allows lowercase letters, digits and dashes)."""
 MODEL_TASK = "model request"
 OUTCOME_INPUT = f"{INPUT_PREFIX}outcome"
-"""Flow run input holding how a run ended: status, output, usage, error."""
+"""Flow run input holding how a run ended: status, output, usage, error (and ``steps``, see ``STEPS_INPUT``)."""
+STEPS_INPUT = f"{INPUT_PREFIX}steps"
+"""Flow run input holding the run's steps as its last attempt saw them, written when a run suspends (a finished
+run keeps them in its outcome): the run's own account, consistent as soon as ``run()`` returns, where Prefect's
+task runs reach the server as events a moment later."""
+CLAIM_PREFIX = f"{INPUT_PREFIX}claim-"
+CLAIMED_BY = "perdure: executed by "
+"""The message of the ``Pending`` state by which a process claims a run, followed by its owner id: counted for
+the run's attempts, read for its owner until it runs."""
+CONTEXT = "perdure"
+"""The key of perdure's fields in a flow run's context: agent, fingerprint, nonce, trace_context,
+parent_flow_run_id."""
+PARENT_TAG = "parent:"
+"""Tag prefix linking a run started inside the user's own flow to that flow run."""
+FLOW_FUNCTION = "run_agent"
+"""The flow function; its parameters ``run_id``, ``prompt`` and ``options`` (the run's input) are stored."""
+RECORD_VERSION = 1
+"""``v`` of a step's persisted record: ``{v, key, kind, describe, result, attempt, started_at, finished_at}``."""
 
 
 def tool_task(tool_name: str) -> str:
@@ -68,6 +93,15 @@ def pause_key(step_key: str) -> str:
 def pending_input(pause: str) -> str:
     """Flow run input listing the calls a suspension waits for."""
     return f"{pause}-pending"
+
+
+def claim_input(state_id: object) -> str:
+    """Flow run input created by the process that claims the run out of one state (by the state's id).
+
+    Creating a run input whose key exists fails, so each state a run is claimed out of (scheduled, crashed, or an
+    orphan's running state) is claimed by one process only, however many try at the same moment.
+    """
+    return f"{CLAIM_PREFIX}{state_id}"
 
 
 def decision_input(pause: str, index: int) -> str:

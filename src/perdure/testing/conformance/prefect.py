@@ -50,6 +50,15 @@ class PrefectDriver(Driver):
     async def resume(self, scenario: str, run_id: str) -> dict[str, Any]:
         return await outcome_of(self._agent(scenario).resume(run_id))
 
+    async def resume_at(self, scenario: str, run_id: str, at: float) -> dict[str, Any]:
+        """``resume``, at the wall-clock time ``at``: processes started apart resume one run at the same moment."""
+        import asyncio
+        import time
+
+        agent = self._agent(scenario)
+        await asyncio.sleep(max(0.0, at - time.time()))
+        return await outcome_of(agent.resume(run_id))
+
     async def approve(
         self, scenario: str, run_id: str, tool_call_id: str, approved: bool, note: str | None
     ) -> dict[str, Any]:
