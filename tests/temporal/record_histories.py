@@ -65,25 +65,26 @@ async def record(address: str) -> list[Path]:
         path.write_text(history.to_json() + "\n")
         written.append(path)
 
-    async def approve_all(ta: Any, run: Callable[[], Any], run_id: str, workflow_id: str | None = None) -> None:
+    async def approve_all(ta: Any, run: Callable[[], Any], run_id: str) -> None:
         while True:
             try:
                 await run()
                 return
             except RunWaiting as waiting:
                 for p in waiting.pending:
-                    await ta.approve(run_id, p["tool_call_id"], client=client, workflow_id=workflow_id)
-                run = lambda: ta.resume(run_id, client=client)  # noqa: E731
+                    await ta.approve(run_id, p["tool_call_id"])
+                run = lambda: ta.resume(run_id)  # noqa: E731
 
     worker = Worker(
         client, task_queue=task_queue, workflows=[SupportTicket], plugins=[PerdurePlugin(*agents.values(), support)]
     )
+    for ta in [*agents.values(), support]:
+        ta.client = client
     async with worker:
         for name, ta in agents.items():
             rid = f"recorded-{name}-{uuid.uuid4().hex[:6]}"
-            await approve_all(
-                ta, lambda ta=ta, rid=rid: ta.run("go", client=client, run_id=rid, task_queue=task_queue), rid
-            )
+            await ta.start_workflow("go", run_id=rid, task_queue=task_queue)
+            await approve_all(ta, lambda ta=ta, rid=rid: ta.resume(rid), rid)
             if name == "continued":
                 runs = [wf.run_id async for wf in client.list_workflows(f"WorkflowId = '{rid}'")]
                 assert len(runs) >= 3, "the recorded run should have continued as new (twice)"
@@ -95,11 +96,11 @@ async def record(address: str) -> list[Path]:
         )
         second = f"{wf_id}/2"
         for _ in range(200):
-            info = await support.get_run(second, client=client, workflow_id=wf_id)
+            info = await support.get_run_in_workflow(wf_id, second)
             if info.status == "waiting":
                 break
             await asyncio.sleep(0.05)
-        await support.approve(second, "r1", client=client, workflow_id=wf_id)
+        await support.approve_in_workflow(wf_id, second, "r1")
         await handle.result()
         await save("support_ticket", wf_id)
     return written
