@@ -102,16 +102,8 @@ def _user_exists(name: str) -> bool:
     return True
 
 
-# Found by this suite: DBOSStore.step_batch passes each call's own body as its `interrupted` body, so an
-# at-most-once call of a parallel batch whose execution died after its "started" mark runs again in the recovering
-# process (a single call gets the unknown outcome, as it should). Fix in src/perdure/dbos/_store.py: pass the
-# unknown-outcome body there; then this case passes and the strict xfail tells to drop the mark.
-_BATCH_AT_MOST_ONCE = pytest.mark.xfail(
-    strict=True, reason="DBOS: an interrupted at-most-once call of a parallel batch runs again on recovery"
-)
-
-
-@pytest.mark.parametrize("process", ["survives", pytest.param("killed", marks=_BATCH_AT_MOST_ONCE)])
+# "killed" found a bug (fixed): an interrupted at-most-once call of a parallel batch ran again on DBOS recovery.
+@pytest.mark.parametrize("process", ["survives", "killed"])
 def test_runs_survive_postgres_crashing_mid_step(ws: Workspace, postgres: Postgres, process: str) -> None:
     # Both calls of every run's first turn are held inside their bodies: the at-most-once charge has its durable
     # "started" mark, and neither call has a recorded result, when the database dies.

@@ -27,6 +27,7 @@ from dbos import error as dbos_error
 from .._exceptions import NonDeterminismError, error_from_record
 from .._ops import Decision
 from ..durable.ports import Body, Done, Record, StepCall, WaitCall
+from ..durable.runner import unknown_outcome
 from ._codec import error_record
 from ._live import LIVE
 from ._names import DESCRIBE, ERROR, PENDING, RESULT, STARTED_SUFFIX, STATUS_EVENT, started_step
@@ -70,7 +71,8 @@ class DBOSStore:
         for i in sorted(range(len(calls)), key=lambda i: calls[i].key):
             slots[i] = [DBOS.reserve_step() for _ in range(2 if calls[i].at_most_once else 1)]
         tasks = [
-            asyncio.ensure_future(self._step(call, body, body, slots[i]))
+            # An at-most-once call an earlier execution started and never finished records an unknown outcome.
+            asyncio.ensure_future(self._step(call, body, unknown_outcome if call.at_most_once else body, slots[i]))
             for i, (call, body) in enumerate(zip(calls, bodies, strict=True))
         ]
         try:

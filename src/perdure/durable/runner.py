@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .._agent import Agent
     from ..models import Model
 
-__all__ = ["AttemptEnd", "StepRunner", "run_attempt"]
+__all__ = ["AttemptEnd", "StepRunner", "run_attempt", "unknown_outcome"]
 
 T = TypeVar("T")
 
@@ -268,10 +268,13 @@ class StepRunner:
 
         return lambda: self._tracked(tool_body(), model=False)
 
-    @staticmethod
-    async def _unknown_outcome() -> Done:
-        outcome = ToolOutcome(kind="unknown")
-        return Done(encode_result(outcome), value=outcome)
+    _unknown_outcome = staticmethod(lambda: unknown_outcome())
+
+
+async def unknown_outcome() -> Done:
+    """What an interrupted at-most-once call records instead of running again: its outcome is unknown."""
+    outcome = ToolOutcome(kind="unknown")
+    return Done(encode_result(outcome), value=outcome)
 
 
 def _format(error: BaseException) -> str:
