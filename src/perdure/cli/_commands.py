@@ -255,13 +255,16 @@ def _resume(args: argparse.Namespace) -> int:
     console = _console(stderr=True)
 
     async def go() -> Any:
-        progress = _RunProgress(durable, args.run_id, console)
-        watcher = asyncio.create_task(progress.follow())
-        try:
-            return await durable.resume(args.run_id)
-        finally:
-            watcher.cancel()
-            await progress.poll()  # the steps recorded since the last look
+        from ._workers import executing
+
+        async with executing(durable):
+            progress = _RunProgress(durable, args.run_id, console)
+            watcher = asyncio.create_task(progress.follow())
+            try:
+                return await durable.resume(args.run_id)
+            finally:
+                watcher.cancel()
+                await progress.poll()  # the steps recorded since the last look
 
     console.print(f"resuming run {args.run_id} (agent {durable.name})", highlight=False, markup=False)
     try:
@@ -311,21 +314,15 @@ class _AgentProgress:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from ..local import DurableAgent
+    from ._workers import engine_of, serve
 
     durable = _load_agent(args.agent, args.journal, given=args.journal_given)
-    if not isinstance(durable, DurableAgent):
-        raise UserError(
-            f"perdure worker serves embedded-engine agents (an Agent or a DurableAgent); {args.agent} is a "
-            f"{type(durable).__name__}, whose runs its engine's own workers execute"
-        )
-    print(
-        f"perdure worker: agent {durable.name}, journal {durable.journal_path}, concurrency {args.concurrency}",
-        flush=True,
-    )
+    engine = engine_of(durable)
+    where = f"journal {durable.journal_path}" if engine == "embedded" else f"engine {engine}"
+    print(f"perdure worker: agent {durable.name}, {where}, concurrency {args.concurrency}", flush=True)
     console = _console(stderr=True)
 
-    async def serve(progress: _AgentProgress) -> None:
+    async def run(progress: _AgentProgress) -> None:
         # SIGTERM (docker stop, systemd, Kubernetes) stops the worker as Ctrl-C does: the runs in flight are handed
         # back (status pending) for the next worker at once, instead of being left to wait out their lease.
         main = asyncio.current_task()
@@ -334,15 +331,18 @@ def _worker(args: argparse.Namespace) -> int:
         await progress.poll()
         watcher = asyncio.create_task(progress.follow())
         try:
-            await durable.serve(concurrency=args.concurrency)
+            await serve(durable, concurrency=args.concurrency)
         finally:
             watcher.cancel()
             await progress.poll()  # how the runs in hand were left
 
     progress = _AgentProgress(durable, console)
     try:
-        asyncio.run(serve(progress))
+        asyncio.run(run(progress))
     except (KeyboardInterrupt, asyncio.CancelledError):
+        if engine != "embedded":
+            console.print("worker stopped", highlight=False)
+            return 0
         asyncio.run(progress.poll())  # the runs it held, as they were handed back
         console.print("worker stopped: the runs it held are pending again, for the next worker", highlight=False)
         journal = f" --journal {args.journal}" if args.journal_given else ""

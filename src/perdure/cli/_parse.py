@@ -137,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="execute started, decided and orphaned runs of an agent")
     journal_opt(worker)
-    worker.add_argument("agent", help="module:attr of the Agent or DurableAgent")
+    worker.add_argument(
+        "agent",
+        help="module:attr of the Agent or the durable agent (DurableAgent, DBOSAgent, TemporalAgent, PrefectAgent)",
+    )
     worker.add_argument("--concurrency", type=int, default=8)
     return parser
 
