@@ -40,7 +40,6 @@ from ._names import (
 from ._wire import QUERY_DEADLINES, Approval, PendingRecord, StepRecord, query
 
 __all__ = [
-    "CLI_QUERY_DEADLINES",
     "STATUS",
     "TemporalAdmin",
     "admin",
@@ -70,8 +69,6 @@ _VISIBILITY_STATUS = {
     "failed": ["Failed", "Terminated", "TimedOut"],
     "cancelled": ["Canceled"],
 }
-# A tool with no worker: a query no worker answers falls back to what the server knows, after this long.
-CLI_QUERY_DEADLINES = (1.0, 3.0)
 
 Connect = Callable[[], Awaitable[Client]]
 
@@ -295,24 +292,7 @@ async def run_info(
         data = None  # no worker answered: what the server alone knows
     status = STATUS.get(desc.status, "running")
     if data is None:
-        pending = [PendingRecord.model_validate(p) for p in memo.get(MEMO_PENDING) or []]
-        if status == "running" and pending:
-            status = "waiting"
-        return RunInfo(
-            run_id=run_id,
-            agent=agent,
-            status=status,
-            prompt=memo.get(MEMO_PROMPT),
-            attempts=1,
-            created_at=desc.start_time.timestamp(),
-            updated_at=(desc.close_time or desc.start_time).timestamp(),
-            finished_at=desc.close_time.timestamp() if desc.close_time else None,
-            owner=None,
-            lease_expires=None,
-            fingerprint=memo.get(MEMO_FINGERPRINT, ""),
-            usage=Usage(),
-            pending=[_pending(p) for p in pending if p.run_id == run_id],
-        )
+        return _server_view(run_id, desc, memo)
     if not (status in ("failed", "cancelled") and data["status"] in ("running", "waiting")):
         status = data["status"]  # the workflow may also have been terminated, or timed out
     steps = [StepRecord.model_validate(s) for s in data["steps"]]
@@ -384,33 +364,36 @@ async def list_run_infos(
     out: list[RunInfo] = []
     page = min(max(limit or 1000, 1), 1000)
     async for wf in client.list_workflows(query, page_size=page):
-        memo = await wf.memo()
-        pending = [PendingRecord.model_validate(p) for p in memo.get(MEMO_PENDING) or []]
-        state = STATUS.get(wf.status, "running") if wf.status is not None else "running"
-        if state == "running" and pending:
-            state = "waiting"
-        if wanted and state not in wanted:
+        info = _server_view(wf.id, wf, await wf.memo())
+        if wanted and info.status not in wanted:
             continue
-        out.append(
-            RunInfo(
-                run_id=wf.id,
-                agent=memo.get(MEMO_AGENT) or str(wf.workflow_type)[len(WORKFLOW_PREFIX) :],
-                status=state,
-                prompt=memo.get(MEMO_PROMPT),
-                attempts=1,
-                created_at=wf.start_time.timestamp(),
-                updated_at=(wf.close_time or wf.start_time).timestamp(),
-                finished_at=wf.close_time.timestamp() if wf.close_time else None,
-                owner=None,
-                lease_expires=None,
-                fingerprint=memo.get(MEMO_FINGERPRINT, ""),
-                usage=Usage(),
-                pending=[_pending(p) for p in pending],
-            )
-        )
+        out.append(info)
         if limit is not None and len(out) >= limit:
             break
     return out
+
+
+def _server_view(run_id: str, wf: Any, memo: dict[str, Any]) -> RunInfo:
+    """A run as the server alone knows it (a workflow's description or listing, and its memo): no steps."""
+    pending = [PendingRecord.model_validate(p) for p in memo.get(MEMO_PENDING) or []]
+    status = STATUS.get(wf.status, "running") if wf.status is not None else "running"
+    if status == "running" and pending:
+        status = "waiting"
+    return RunInfo(
+        run_id=run_id,
+        agent=str(memo.get(MEMO_AGENT) or str(wf.workflow_type)[len(WORKFLOW_PREFIX) :]),
+        status=status,
+        prompt=memo.get(MEMO_PROMPT),
+        attempts=1,
+        created_at=wf.start_time.timestamp(),
+        updated_at=(wf.close_time or wf.start_time).timestamp(),
+        finished_at=wf.close_time.timestamp() if wf.close_time else None,
+        owner=None,
+        lease_expires=None,
+        fingerprint=memo.get(MEMO_FINGERPRINT, ""),
+        usage=Usage(),
+        pending=[_pending(p) for p in pending if p.run_id == run_id],
+    )
 
 
 async def stuck_run_infos(client: Client, seconds: float, *, workflow_name: str | None = None) -> list[RunInfo]:

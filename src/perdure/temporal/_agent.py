@@ -19,19 +19,8 @@ from ..models import Model, ModelSettings
 from ..runs import RunInfo
 from ..usage import UsageLimits
 from ._activities import ConversationCache, make_activities
-
-# The CLI still reaches these through this module (until it uses ``TemporalAdmin`` alone).
-from ._admin import (  # noqa: F401
-    CLI_QUERY_DEADLINES,
-    TemporalAdmin,
-    approve_run,
-    cancel_run,
-    list_run_infos,
-    run_info,
-    stuck_run_infos,
-)
+from ._admin import TemporalAdmin
 from ._backend import TemporalBackend
-from ._names import WORKFLOW_PREFIX  # noqa: F401
 from ._options import ActivityOptions, AgentConfig, check_mapping, check_options
 from ._wire import WorkflowInput, encode_deps
 from ._workflow import AgentRunInWorkflow, Runs, make_workflow_class
