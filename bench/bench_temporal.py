@@ -150,6 +150,8 @@ async def _child(address: str) -> dict[str, Any]:
         for n in TURNS
     }
     c_perdure = await Client.connect(address, plugins=[PerdurePlugin(ta, *turn_agents.values())])
+    for agent in (ta, *turn_agents.values()):
+        agent.client = c_perdure
     # pydantic-ai
     PAI_AGENTS["pai-bench"] = _pai_agent("pai-bench", TOOL_CALLS)
     for n in TURNS:
@@ -176,7 +178,7 @@ async def _child(address: str) -> dict[str, Any]:
         return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
     async def perdure_run() -> Any:
-        return await ta.run("go", client=c_perdure, run_id=wid("perdure"))
+        return await ta.run("go", run_id=wid("perdure"))
 
     async def pai_run(name: str = "pai-bench", workflow_id: str | None = None) -> Any:
         return await c_pai.execute_workflow(
@@ -212,7 +214,7 @@ async def _child(address: str) -> dict[str, Any]:
         a, b = await perdure_run(), await pai_run()
         assert a.output == b == "done", (a.output, b)
         probe_p, probe_a = wid("perdure-probe"), wid("pai-probe")
-        await ta.run("go", client=c_perdure, run_id=probe_p)
+        await ta.run("go", run_id=probe_p)
         await pai_run(workflow_id=probe_a)
         result["perdure_activities"] = await _activity_count(c_perdure, probe_p)
         result["pai_activities"] = await _activity_count(c_pai, probe_a)
@@ -246,9 +248,7 @@ async def _child(address: str) -> dict[str, Any]:
             rid = wid(f"perdure-turns-{n}")
             try:
                 out = await asyncio.wait_for(
-                    turn_agents[n].run(
-                        "go", client=c_perdure, run_id=rid, usage_limits=UsageLimits(request_limit=None)
-                    ),
+                    turn_agents[n].run("go", run_id=rid, usage_limits=UsageLimits(request_limit=None)),
                     TURN_TIMEOUT,
                 )
                 assert out.output == "done"
