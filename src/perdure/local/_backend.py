@@ -313,13 +313,22 @@ class LocalStore:
             row = self.journal.get_run(self.claim.run_id)
             owner = row.owner if row is not None else None
             self.lost = ClaimLost(self.claim.run_id, owner)
+            if row is None:
+                now_where = "the run was deleted meanwhile"
+            elif owner:
+                now_where = f"{owner} took the run over (attempt {row.attempts}) while it stalled"
+            else:
+                now_where = (
+                    f"attempt {row.attempts} of another process took the run over while it stalled; "
+                    f"the run is {row.status} now"
+                )
             log.warning(
-                "run %r: this process (%s, attempt %d) lost its claim: %s took the run over while it stalled; "
-                "it stops executing the run and writes nothing more",
+                "run %r: this process (%s, attempt %d) lost its claim: %s; it stops executing the run and writes "
+                "nothing more",
                 self.claim.run_id,
                 self.claim.owner,
                 self.claim.attempt,
-                owner or "another process",
+                now_where,
             )
         return self.lost
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import weakref
 from typing import TypeVar
@@ -14,6 +15,8 @@ from ._backend import LocalBackend
 from ._journal import Durability, Journal
 
 __all__ = ["DurableAgent"]
+
+log = logging.getLogger("perdure.local")
 
 DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
@@ -98,8 +101,10 @@ class DurableAgent(DurableAgentBase[DepsT, OutputT]):
         async def one(run_id: str) -> None:
             try:
                 await backend.resume(run_id, deps, fresh=False)
-            except (AgentRunError, RunWaiting, RunInProgress, UserError):
-                pass
+            except (AgentRunError, RunWaiting, RunInProgress):
+                pass  # recorded in the journal (or another process has it)
+            except UserError as e:
+                log.warning("worker: run %r was not executed: %s", run_id, e)  # e.g. a full disk: say so, retry later
             finally:
                 slots.release()
 
