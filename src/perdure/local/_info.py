@@ -12,15 +12,17 @@ from ._journal import Journal, RunRow, StepRow
 __all__ = ["pending_decisions", "run_info_from_row"]
 
 
+def _pending(run_id: str, steps: list[StepRow]) -> list[PendingDecision]:
+    return [
+        PendingDecision(run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key, s.started_at)
+        for s in steps
+        if s.status == "waiting" and s.payload
+        for p in [json.loads(s.payload)]
+    ]
+
+
 def pending_decisions(journal: Journal, run_id: str) -> list[PendingDecision]:
-    out = []
-    for s in journal.steps(run_id):
-        if s.status == "waiting" and s.payload:
-            p = json.loads(s.payload)
-            out.append(
-                PendingDecision(run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key, s.started_at)
-            )
-    return out
+    return _pending(run_id, journal.steps(run_id))
 
 
 def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> RunInfo:
@@ -36,12 +38,14 @@ def run_info_from_row(journal: Journal, row: RunRow, *, with_steps: bool) -> Run
         )
     else:
         usage = Usage()
-    pending = [
-        PendingDecision(row.run_id, p["tool_call_id"], p["tool_name"], p["args"], p["reason"], s.key, s.started_at)
-        for s in steps
-        if s.status == "waiting" and s.payload and row.status not in FINAL_STATUSES  # a cancelled run waits for nobody
-        for p in [json.loads(s.payload)]
-    ]
+    if row.status in FINAL_STATUSES:
+        pending = []  # a finished (or cancelled) run waits for nobody
+    elif with_steps:
+        pending = _pending(row.run_id, steps)
+    elif row.status == "waiting":
+        pending = pending_decisions(journal, row.run_id)  # a listing shows what a waiting run waits for
+    else:
+        pending = []
     return RunInfo(
         run_id=row.run_id,
         agent=row.agent,
