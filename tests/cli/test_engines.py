@@ -23,7 +23,7 @@ from perdure.testing.conformance import Harness
 from ..conformance.conftest import ENGINES
 from ._run import Done, perdure
 
-ENGINE_NAMES = ["local", "dbos-sqlite", "dbos-postgres", "temporal"]
+ENGINE_NAMES = ["local", "dbos-sqlite", "dbos-postgres", "temporal", "prefect"]
 
 
 def flags(harness: Harness) -> tuple[list[str], dict[str, str]]:

@@ -7,10 +7,9 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,19 +72,6 @@ def _engine_module(name: str) -> Any:
         raise
     except ImportError as e:
         raise MissingExtra(name, getattr(e, "name", None) or name) from e
-
-
-def _admin_or(module: Any, interim: Callable[[], RunAdmin], *args: Any, **options: Any) -> RunAdmin:
-    """The engine's own admin (``perdure.<engine>.admin``) once it exists; the CLI's stand-in until then.
-
-    ``options`` the engine's ``admin`` does not take are left out (they tune it for a command line).
-    """
-    make = getattr(module, "admin", None)
-    if not callable(make):
-        return interim()
-    accepted = inspect.signature(make).parameters
-    admin: RunAdmin = make(*args, **{k: v for k, v in options.items() if k in accepted})
-    return admin
 
 
 def open_admin(args: Any) -> Where:
@@ -154,18 +140,8 @@ def _temporal(address: str, namespace: str) -> Where:
 
 
 def _prefect(url: str) -> Where:
-    # Prefect reads its settings when it is imported: point it at the server first.
+    # Prefect reads its settings when it is imported: point it at the server first, and keep its logs quiet.
     os.environ["PREFECT_API_URL"] = url
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    module = _engine_module("prefect")
-
-    def interim() -> RunAdmin:
-        from ._interim import InterimPrefectAdmin
-
-        return InterimPrefectAdmin(url)
-
-    return Where(
-        _admin_or(module, interim, url),
-        f"Prefect {url}",
-        "the run continues in the process that serves its agent",
-    )
+    admin: RunAdmin = _engine_module("prefect").admin(url)
+    return Where(admin, f"Prefect {url}", "the run continues in the process that serves its agent")
