@@ -619,3 +619,15 @@ def test_a_recorded_call_the_agent_no_longer_makes_is_non_determinism(tmp_path: 
     with pytest.raises(NonDeterminismError, match=r"turn/1/tool/s1") as caught:
         make(ship_v2).run_sync("go", run_id="s")  # the finished run replays under the changed schema
     assert "did not make this call again" in str(caught.value)
+
+
+def test_a_run_id_reused_with_another_prompt_warns_and_returns_the_recorded_run(journal: str) -> None:
+    from perdure.durable.base import RunIdReused
+    from perdure.models.test import TestModel
+
+    durable = DurableAgent(Agent(TestModel(), name="reuse"), journal=journal)
+    first = durable.run_sync("Refund order 42", run_id="order-42")
+    assert durable.run_sync("Refund order 42", run_id="order-42").output == first.output  # same prompt: silent
+    with pytest.warns(RunIdReused, match="'order-42' already exists with another prompt .*'Refund order 43'"):
+        again = durable.run_sync("Refund order 43", run_id="order-42")
+    assert again.output == first.output

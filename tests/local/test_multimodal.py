@@ -21,6 +21,7 @@ from perdure.messages import (
     UserPromptPart,
 )
 from perdure.models.function import AgentInfo, FunctionModel
+from perdure.durable.base import RunIdReused
 from perdure.testing import MemoryAgent
 
 IMAGE = BinaryContent(data=os.urandom(1_000_000), media_type="image/png")
@@ -67,7 +68,8 @@ def test_a_prompt_with_an_image_is_recorded_once_and_replayed(tmp_path: Path) ->
 
     # Replayed from the journal in a new agent: nothing asks the model again, the image comes back exactly.
     again: list[Any] = []
-    replayed = DurableAgent(agent(again), journal=journal).run_sync(["ignored: recorded"], run_id="chart-1")
+    with pytest.warns(RunIdReused, match="already exists with another prompt"):
+        replayed = DurableAgent(agent(again), journal=journal).run_sync(["ignored: recorded"], run_id="chart-1")
     assert again == []
     first = replayed.all_messages()[0]
     assert isinstance(first, ModelRequest)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -31,6 +32,14 @@ OutputT = TypeVar("OutputT")
 T = TypeVar("T")
 
 MAX_RUN_ID = 200
+
+
+class RunIdReused(UserWarning):
+    """``run()``/``start()`` was given the id of an existing run with a different prompt."""
+
+
+def _short(text: str | None) -> str:
+    return "no prompt" if text is None else repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def check_run_id(run_id: object) -> str:
@@ -142,6 +151,8 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
         """
         run = self._run_input(prompt, run_id or new_run_id(), message_history, model, usage_limits, model_settings)
         created = await self._backend.accept(run, self._meta(run.run_id), start=True)
+        if not created:
+            await self._warn_if_reused(run)
         return await self._backend.resume(run.run_id, deps, fresh=created)
 
     def run_sync(
@@ -183,8 +194,22 @@ class DurableAgentBase(Generic[DepsT, OutputT]):
     ) -> str:
         """Accept a run durably and return its id at once; a worker executes it."""
         run = self._run_input(prompt, run_id or new_run_id(), message_history, model, usage_limits, model_settings)
-        await self._backend.accept(run, self._meta(run.run_id), start=False)
+        if not await self._backend.accept(run, self._meta(run.run_id), start=False):
+            await self._warn_if_reused(run)
         return run.run_id
+
+    async def _warn_if_reused(self, run: RunInput) -> None:
+        """The run id exists: the recorded run is returned (or continued). Say so when the prompt differs, since
+        the caller may have meant a new run."""
+        info = await self._backend.admin.get_run(run.run_id)
+        if info is not None and info.prompt != run.prompt:
+            warnings.warn(
+                f"run {run.run_id!r} already exists with another prompt ({_short(info.prompt)}, not "
+                f"{_short(run.prompt)}): its recorded run is returned or continued, the new prompt is ignored. "
+                "Give the new run its own run_id",
+                RunIdReused,
+                stacklevel=3,
+            )
 
     def start_sync(
         self,
