@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from perdure import Agent, DurableAgent, UserError
+from perdure.durable.base import RunIdReused
 from perdure.messages import (
     BinaryContent,
     ImageUrl,
@@ -21,7 +22,6 @@ from perdure.messages import (
     UserPromptPart,
 )
 from perdure.models.function import AgentInfo, FunctionModel
-from perdure.durable.base import RunIdReused
 from perdure.testing import MemoryAgent
 
 IMAGE = BinaryContent(data=os.urandom(1_000_000), media_type="image/png")
