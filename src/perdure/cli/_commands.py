@@ -35,12 +35,16 @@ def _console(*, stderr: bool = False) -> Any:
     return Console(stderr=stderr, soft_wrap=True)  # a long line stays one line (grep, logs)
 
 
-def _run(where: Where, go: Callable[[], Awaitable[int]]) -> int:
+def _uses_temporal(engine: str) -> None:
     global _EXIT_HARD
-    if where.admin.engine == "temporal":
+    if engine == "temporal":
         # A Temporal client's native runtime's threads can abort the interpreter while it finalizes
         # (temporalio/sdk-python#300): the command exits without finalizing instead.
         _EXIT_HARD = True
+
+
+def _run(where: Where, go: Callable[[], Awaitable[int]]) -> int:
+    _uses_temporal(where.admin.engine)
 
     async def opened() -> int:
         # An engine's admin may hold connections (a DBOS client, an HTTP client): opened and closed around the
@@ -252,6 +256,9 @@ def _resume(args: argparse.Namespace) -> int:
     from .._exceptions import RunWaiting
 
     durable = _load_agent(args.agent, args.journal, given=args.journal_given)
+    from ._workers import engine_of
+
+    _uses_temporal(engine_of(durable))
     console = _console(stderr=True)
 
     async def go() -> Any:
@@ -318,6 +325,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     durable = _load_agent(args.agent, args.journal, given=args.journal_given)
     engine = engine_of(durable)
+    _uses_temporal(engine)
     where = f"journal {durable.journal_path}" if engine == "embedded" else f"engine {engine}"
     print(f"perdure worker: agent {durable.name}, {where}, concurrency {args.concurrency}", flush=True)
     console = _console(stderr=True)

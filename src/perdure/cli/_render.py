@@ -175,15 +175,17 @@ def render_run(info: RunInfo, console: Any, *, messages: bool = False) -> None:
             f"perdure approve {info.run_id} {p.tool_call_id} [--deny --note ...]",
             highlight=False,
         )
-    for s in info.steps:
-        if failed(s):
-            result = s.result if isinstance(s.result, dict) else {}
-            what = result.get("message") or "failed"
-            kind = result.get("error_type") or result.get("type") or ""
-            kind = f"{kind}: " if kind and not str(what).startswith(f"{kind}:") else ""
-            console.print(f"[red]failed step[/] {s.key}: {kind}{what}", highlight=False)
-            if result.get("traceback"):
-                console.print(str(result["traceback"]), markup=False, highlight=False)
+    failures = [s for s in info.steps if failed(s)]
+    for s in failures:
+        result = s.result if isinstance(s.result, dict) else {}
+        if not result and s is failures[-1] and info.status == "failed" and info.error:
+            result = info.error  # a failed model request records no result: the run ended with its error
+        what = result.get("message") or "failed"
+        kind = result.get("error_type") or result.get("type") or ""
+        kind = f"{kind}: " if kind and not str(what).startswith(f"{kind}:") else ""
+        console.print(f"[red]failed step[/] {s.key}: {kind}{what}", highlight=False)
+        if result.get("traceback"):
+            console.print(str(result["traceback"]), markup=False, highlight=False)
     if info.error:
         console.print(f"[red]error:[/] {info.error.get('message')}", highlight=False)
     if info.output is not None:

@@ -33,7 +33,7 @@ def engine_of(durable: Any) -> str:
     ):
         if _instance(durable, module, cls):
             return engine
-    raise UserError(f"perdure worker does not know how to serve a {type(durable).__name__}")
+    return "other"
 
 
 async def serve(durable: Any, *, concurrency: int) -> None:
@@ -44,9 +44,11 @@ async def serve(durable: Any, *, concurrency: int) -> None:
         await durable.serve()
     elif engine == "temporal":
         await _temporal(durable, concurrency)
-    else:
+    elif engine == "dbos":
         async with executing(durable):
             await asyncio.Event().wait()
+    else:
+        raise UserError(f"perdure worker does not know how to serve a {type(durable).__name__}")
 
 
 @contextlib.asynccontextmanager
