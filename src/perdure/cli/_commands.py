@@ -133,13 +133,12 @@ def _runs_prune(args: argparse.Namespace) -> int:
         cutoff = time.time() - older_than
         finished = await where.admin.list_runs(status=list(FINAL_STATUSES), limit=None)
         ids = [i.run_id for i in finished if i.finished_at is not None and i.finished_at < cutoff]
-        if not args.dry_run:
-            await where.admin.prune(older_than)
+        count = len(ids) if args.dry_run else await where.admin.prune(older_than)
         if args.json:
             render.print_json(ids)
         else:
             verb = "would prune" if args.dry_run else "pruned"
-            print(f"{verb} {len(ids)} finished run(s) older than {args.older_than}")
+            print(f"{verb} {count} finished run(s) older than {args.older_than}")
         return 0
 
     return _run(where, go)
