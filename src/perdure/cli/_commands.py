@@ -23,7 +23,7 @@ from ._parse import parse, parse_duration
 __all__ = ["entry", "main"]
 
 
-def escape(text: str) -> str:
+def _escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
@@ -218,7 +218,7 @@ def _load_agent(spec: str, journal: str, *, given: bool = True) -> Any:
 def _step_line(run_id: str, step: Any) -> str:
     what = "[red]failed[/]" if render.failed(step) else step.status
     took = "" if step.duration is None else f" in {step.duration * 1000:.0f} ms"
-    return f"[dim]{escape(run_id)}[/] {escape(step.key)} {what}{took}"
+    return f"[dim]{_escape(run_id)}[/] {_escape(step.key)} {what}{took}"
 
 
 class _RunProgress:
@@ -311,7 +311,7 @@ class _AgentProgress:
                 continue  # finished before this worker started: not its news
             color = render.COLORS.get(info.status, "white")
             error = f": {info.error.get('message')}" if info.error else ""
-            self.console.print(f"run {escape(info.run_id)} [{color}]{info.status}[/]{escape(error)}", highlight=False)
+            self.console.print(f"run {_escape(info.run_id)} [{color}]{info.status}[/]{_escape(error)}", highlight=False)
 
     async def follow(self, interval: float = 0.5) -> None:
         while True:
