@@ -29,6 +29,7 @@ from ..usage import Usage
 from . import _names as names
 from . import _runs as runs
 from ._config import ResultStores
+from ._ephemeral import check_server
 from ._store import TaskSet, step_info
 
 __all__ = ["PrefectAdmin", "admin", "end_cancelled"]
@@ -70,6 +71,7 @@ class PrefectAdmin:
     @asynccontextmanager
     async def client(self) -> AsyncIterator[Any]:
         if self.api_url is None:
+            check_server()
             async with runs.client() as client:
                 yield client
             return
@@ -182,7 +184,8 @@ class PrefectAdmin:
         """The run's own account of its steps when it finished or waits (written by its last attempt, consistent
         at once); Prefect's task runs while it executes (they reach the server as events, a moment later)."""
         saved = (outcome or {}).get("steps")
-        if saved is None and status != "running" and status != "pending":
+        # Waiting, or decided and not executed since (scheduled): what the suspended attempt saw is still all.
+        if saved is None and (status != "running" and runs.kind(flow_run) != StateType.CRASHED):
             saved = await runs.read_input(client, flow_run.id, names.STEPS_INPUT)
         if saved is not None:
             return [StepInfo(**s) for s in saved]

@@ -30,7 +30,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from .._ops import Decision
 from ..durable.owner import is_dead_local_owner, this_owner
-from ..runs import FINAL_STATUSES, PendingDecision
+from ..runs import PendingDecision
 from . import _names as names
 
 __all__ = [
@@ -112,10 +112,6 @@ def status(flow_run: Any) -> str:
     return _STATUS.get(state.type, "running")
 
 
-def is_final(flow_run: Any) -> bool:
-    return status(flow_run) in FINAL_STATUSES
-
-
 def timestamp(value: Any) -> float | None:
     return None if value is None else float(value.timestamp())
 
@@ -171,6 +167,10 @@ async def read_input(client: Any, flow_run_id: UUID, key: str) -> Any | None:
         return json.loads(await client.read_flow_run_input(flow_run_id, key=key))
     except ObjectNotFound:
         return None
+    except PrefectHTTPStatusError as e:
+        if getattr(e.response, "status_code", None) == 404:
+            return None
+        raise
 
 
 async def write_input(client: Any, flow_run_id: UUID, key: str, value: Any) -> None:
