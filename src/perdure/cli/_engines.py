@@ -18,7 +18,7 @@ from typing import Any
 from .._exceptions import MissingExtra, UserError
 from ..durable.ports import RunAdmin
 
-__all__ = ["DAMAGED_HINT", "Where", "check_journal", "damaged_journal", "open_admin", "translate_errors"]
+__all__ = ["DAMAGED_HINT", "Where", "check_journal", "journal_error", "open_admin", "translate_errors"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,13 @@ def check_journal(path: str) -> None:
 DAMAGED_HINT = 'sqlite3 {path} ".recover" | sqlite3 recovered.db'
 
 
-def damaged_journal(path: str, error: BaseException) -> UserError:
+def journal_error(path: str, error: BaseException) -> UserError | None:
+    """The message for an SQLite error from the journal file (None: not one)."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is None or not isinstance(error, sqlite3.DatabaseError):
+        return None
+    if isinstance(error, sqlite3.OperationalError):  # locked, read-only, out of disk: the file is fine
+        return UserError(f"cannot use the journal {path}: {error}; perdure changed nothing in it")
     return UserError(
         f"the journal {path} is damaged ({error}); perdure changed nothing. Copy what is still readable into a "
         f"new file with `{DAMAGED_HINT.format(path=path)}` and pass --journal recovered.db (or restore a backup)"
@@ -59,9 +65,9 @@ def translate_errors(where: Where | None) -> Iterator[None]:
     try:
         yield
     except Exception as e:
-        sqlite3 = sys.modules.get("sqlite3")
-        if where is not None and where.local_path and sqlite3 is not None and isinstance(e, sqlite3.DatabaseError):
-            raise damaged_journal(where.local_path, e) from e
+        message = journal_error(where.local_path, e) if where is not None and where.local_path else None
+        if message is not None:
+            raise message from e
         raise
 
 
@@ -105,9 +111,9 @@ def _local(path: str) -> Where:
     try:
         journal = Journal(path)
     except Exception as e:
-        sqlite3 = sys.modules.get("sqlite3")
-        if sqlite3 is not None and isinstance(e, sqlite3.DatabaseError):
-            raise damaged_journal(path, e) from e
+        message = journal_error(path, e)
+        if message is not None:
+            raise message from e
         raise
     return Where(
         LocalAdmin(journal),
