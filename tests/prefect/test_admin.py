@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from perdure.prefect import PrefectAdmin, PrefectAgent, TaskConfig, admin
+from perdure.prefect import _names as names
 from perdure.runs import RunInfo
 from perdure.testing.conformance import Harness
 from tests.conformance.engine_prefect import ENGINES
@@ -114,3 +115,4 @@ def test_admin_lists_every_agent_and_prunes_finished_runs(
     listed, pruned, left, gone = asyncio.run(main())
     assert {(i.run_id, i.status, i.agent) for i in listed} == {("old-1", "completed", name), (started, "pending", name)}
     assert pruned == 1 and [i.run_id for i in left] == [started] and gone is None
+    assert not (results / names.run_folder("old-1")).exists()  # its records went with it

@@ -29,6 +29,7 @@ def test_persisted_names_are_pinned() -> None:
     assert names.step_cache_key("refund-42", "turn/1/model") == (
         "perdure/bc19a4cf9d5782601e90bdf33b1d6a59/ca44f1777741249c333305e2f0103cf8"
     )
+    assert names.run_folder("refund-42") == "perdure/bc19a4cf9d5782601e90bdf33b1d6a59"
     assert names.started_key("refund-42", "turn/1/tool/c1") == names.step_cache_key("refund-42", "turn/1/tool/c1") + (
         ".started"
     )

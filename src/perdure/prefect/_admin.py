@@ -9,9 +9,11 @@ executes; a run that finished or waits carries its steps in its own run inputs, 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -303,20 +305,29 @@ class PrefectAdmin:
             await end_cancelled(client, flow_run, agent_name=self.agent_name)
 
     async def prune(self, older_than: float) -> int:
-        """Delete the flow runs (with their run inputs) of runs that finished more than ``older_than`` seconds ago.
+        """Delete runs that finished more than ``older_than`` seconds ago: their flow runs (with their run inputs)
+        and, in result storage that is a local directory, their records.
 
-        Step records stay in the agent's result storage, whose own retention owns them (a bucket lifecycle rule,
-        say): a pruned run id started again replays them.
+        Records in other storage (an object store block) are left to its own retention (a bucket lifecycle rule,
+        say); until it removes them, a pruned run id started again replays them.
         """
         cutoff = time.time() - older_than
         count = 0
         async with self.client() as client:
             for flow_run in await runs.flow_runs(client, flow=self.flow, types=_FINAL_TYPES, limit=None):
                 ended = runs.timestamp(flow_run.end_time)
-                if ended is not None and ended < cutoff:
-                    await client.delete_flow_run(flow_run.id)
-                    count += 1
+                if ended is None or ended >= cutoff:
+                    continue
+                directories = runs.context_of(flow_run).get("storage") or []
+                await client.delete_flow_run(flow_run.id)
+                for directory in directories:
+                    _delete_tree(Path(directory) / names.run_folder(str(flow_run.idempotency_key)))
+                count += 1
         return count
+
+
+def _delete_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 async def end_cancelled(client: Any, flow_run: Any, *, agent_name: str | None) -> None:

@@ -156,6 +156,8 @@ class PrefectBackend:
             # Every attempt, in any process, continues the trace the run was accepted in.
             "trace_context": acceptance.trace_context,
         }
+        if directories := self.tasks.directories():
+            context["storage"] = directories  # so that any admin prunes the run's records with it
         parent = FlowRunContext.get()
         tags = [names.TAG]
         if parent is not None and parent.flow_run is not None:  # called inside the user's own flow

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResultStores", "TaskConfig", "storage_option"]
+__all__ = ["ResultStores", "TaskConfig", "local_directory", "storage_option"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,11 +78,11 @@ class ResultStores:
             elif isinstance(storage, Block):
                 block = storage
             else:  # a directory: a storage block not saved on the server (every process builds its own)
-                block = LocalFileSystem(basepath=_directory(storage))
+                block = LocalFileSystem(basepath=local_directory(storage))
             store = ResultStore(result_storage=block, serializer=JSONSerializer())
             self._stores[id(storage)] = store
         return store
 
 
-def _directory(storage: os.PathLike[str] | str) -> str:
+def local_directory(storage: os.PathLike[str] | str) -> str:
     return str(Path(os.fspath(storage)).expanduser().resolve())

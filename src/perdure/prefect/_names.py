@@ -28,6 +28,7 @@ __all__ = [
     "decision_input",
     "pause_key",
     "pending_input",
+    "run_folder",
     "started_key",
     "step_cache_key",
     "tool_task",
@@ -52,7 +53,7 @@ CLAIMED_BY = "perdure: executed by "
 the run's attempts, read for its owner until it runs."""
 CONTEXT = "perdure"
 """The key of perdure's fields in a flow run's context: agent, fingerprint, nonce, trace_context,
-parent_flow_run_id."""
+parent_flow_run_id, storage (the directories holding the run's records, for ``prune``)."""
 PARENT_TAG = "parent:"
 """Tag prefix linking a run started inside the user's own flow to that flow run."""
 FLOW_FUNCTION = "run_agent"
@@ -69,12 +70,17 @@ def _digest(text: str, size: int = 32) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:size]
 
 
+def run_folder(run_id: str) -> str:
+    """The folder (or object prefix) of a run's records: ``perdure/<run digest>``, pruned with the run."""
+    return f"perdure/{_digest(run_id)}"
+
+
 def step_cache_key(run_id: str, step_key: str) -> str:
     """Where the result of ``step_key`` of run ``run_id`` is stored: ``perdure/<run digest>/<step digest>``.
 
     One folder (or object prefix) per run, so a run's records can be listed or pruned together.
     """
-    return f"perdure/{_digest(run_id)}/{_digest(step_key)}"
+    return f"{run_folder(run_id)}/{_digest(step_key)}"
 
 
 def started_key(run_id: str, step_key: str) -> str:

@@ -42,7 +42,7 @@ from ..observability import engine as telemetry
 from ..runs import StepInfo
 from . import _names as names
 from . import _runs as runs
-from ._config import ResultStores, TaskConfig, storage_option
+from ._config import ResultStores, TaskConfig, local_directory, storage_option
 
 __all__ = ["PrefectStore", "RecordsStore", "TaskSet", "Watcher"]
 
@@ -116,6 +116,14 @@ class TaskSet:
         if kind == "model":
             return [self.model_config.result_storage]
         return [self.config.result_storage, *(c.result_storage for c in self.tool_configs.values())]
+
+    def directories(self) -> list[str]:
+        """The local directories among the storages of the run's records (where ``prune`` deletes them)."""
+        from prefect.blocks.core import Block
+
+        configs = [self.config, self.model_config, *self.tool_configs.values()]
+        storages = [c.result_storage for c in configs]
+        return sorted({local_directory(s) for s in storages if s is not None and not isinstance(s, str | Block)})
 
     def task(self, kind: str, tool_name: str | None) -> Any:
         name = names.MODEL_TASK if kind == "model" else names.tool_task(tool_name or "")
