@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -101,3 +102,29 @@ def _record(results: Path, run_id: str, step_key: str) -> dict[str, Any]:
     store = ResultStore(result_storage=LocalFileSystem(basepath=str(results)), serializer=JSONSerializer())
     record: dict[str, Any] = store.read(names.step_cache_key(run_id, step_key)).result
     return record
+
+
+def test_a_claimant_that_died_before_moving_the_run_on_leaves_it_claimable(name: str, results: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    from perdure.durable.owner import this_owner
+    from perdure.prefect import PrefectAgent, TaskConfig
+
+    from .agents import Counted, one_tool_then_text
+
+    counted = Counted(name, one_tool_then_text("charge"))
+    counted.tool("charge")
+    prefect_agent = PrefectAgent(counted.agent, task_config=TaskConfig(result_storage=results))
+    prefect_agent.start_sync("charge 42", run_id="claimed-1")
+    dead = f"{this_owner().split(':')[0]}:4194999:1"  # this host, a pid that does not run
+
+    async def claim_and_die() -> None:
+        async with get_client() as client:
+            flow_run = await find(client, "claimed-1", name)
+            value = json.dumps({"owner": dead, "at": time.time()})
+            await client.create_flow_run_input(flow_run.id, key=names.claim_input(flow_run.state.id), value=value)
+
+    asyncio.run(claim_and_die())
+    assert prefect_agent.recover_sync() == ["claimed-1"]
+    assert prefect_agent.get_run_sync("claimed-1").status == "completed"
+    assert counted.count("charge") == 1

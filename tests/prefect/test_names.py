@@ -39,6 +39,7 @@ def test_persisted_names_are_pinned() -> None:
     assert names.claim_input("9b2f3c1e-0000-4000-8000-000000000001") == (
         "perdure-claim-9b2f3c1e-0000-4000-8000-000000000001"
     )
+    assert names.claim_input("9b2f", 2) == "perdure-claim-9b2f-2"
 
 
 def test_cache_keys_are_built_from_the_run_id_and_the_step_key_only() -> None:

@@ -101,13 +101,14 @@ def pending_input(pause: str) -> str:
     return f"{pause}-pending"
 
 
-def claim_input(state_id: object) -> str:
+def claim_input(state_id: object, retry: int = 0) -> str:
     """Flow run input created by the process that claims the run out of one state (by the state's id).
 
     Creating a run input whose key exists fails, so each state a run is claimed out of (scheduled, crashed, or an
-    orphan's running state) is claimed by one process only, however many try at the same moment.
+    orphan's running state) is claimed by one process only, however many try at the same moment. A claimant that
+    died before it moved the run on leaves its claim behind: the state is claimed again under ``retry`` 1, 2...
     """
-    return f"{CLAIM_PREFIX}{state_id}"
+    return f"{CLAIM_PREFIX}{state_id}" + (f"-{retry}" if retry else "")
 
 
 def decision_input(pause: str, index: int) -> str:

@@ -97,10 +97,7 @@ def orphaned(flow_run: Any) -> bool:
     """True if the run's state says it executes, but the process executing it is gone."""
     if flow_run.id in EXECUTING:
         return False
-    who = owner(flow_run)
-    if who is None:
-        return False  # not executed by perdure (or not yet): leave it alone
-    return who == this_owner() or is_dead_local_owner(who)
+    return _gone(flow_run, owner(flow_run))  # no owner: not executed by perdure (or not yet), left alone
 
 
 def status(flow_run: Any) -> str:
@@ -186,16 +183,29 @@ async def write_input(client: Any, flow_run_id: UUID, key: str, value: Any) -> N
 
 
 async def claim(client: Any, flow_run: Any, who: str) -> bool:
-    """Create the claim of the run out of its current state; False if another process claimed it first."""
+    """Create the claim of the run out of its current state; False if another live process claimed it first."""
     state_id = flow_run.state.id if flow_run.state is not None else flow_run.id
     value = json.dumps({"owner": who, "at": time.time()})
-    try:
-        await client.create_flow_run_input(flow_run.id, key=names.claim_input(state_id), value=value)
-    except PrefectHTTPStatusError as e:
-        if is_conflict(e):
-            return False
-        raise
-    return True
+    for retry in range(100):
+        key = names.claim_input(state_id, retry)
+        try:
+            await client.create_flow_run_input(flow_run.id, key=key, value=value)
+        except PrefectHTTPStatusError as e:
+            if not is_conflict(e):
+                raise
+            earlier = await read_input(client, flow_run.id, key)
+            if not _gone(flow_run, (earlier or {}).get("owner")):
+                return False
+            continue  # claimed by a process that died before it moved the run on: claim it again
+        return True
+    return False
+
+
+def _gone(flow_run: Any, who: str | None) -> bool:
+    """True if ``who`` (a claimant of this run) is a process that no longer executes it."""
+    if who is None:
+        return False
+    return (who == this_owner() and flow_run.id not in EXECUTING) or is_dead_local_owner(who)
 
 
 async def attempts(client: Any, flow_run: Any) -> int:
