@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import json
 import os
@@ -411,6 +412,20 @@ def test_read_commands_never_create_or_change_a_file(tmp_path: Path) -> None:
     dbos = cli("runs", "list", "--dbos", f"sqlite:///{tmp_path / 'typo.sqlite'}")
     assert dbos.returncode == 2 and "no DBOS system database at" in dbos.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"] and empty.read_bytes() == b""
+
+    # A journal in use: reading it leaves the file byte for byte as it was, and no file beside it.
+    journal = tmp_path / "journal.db"
+    DurableAgent(_lookup_agent(fail=False), journal=journal).run_sync("when does order 42 ship?", run_id="ok")
+    gc.collect()  # the agent's connection closes: the journal at rest (its WAL checkpointed into the file)
+    with contextlib.closing(sqlite3.connect(journal)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # at rest even if a connection of this process lingers
+    before = journal.read_bytes()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    for args in (["runs", "list"], ["runs", "show", "ok", "--messages"], ["runs", "list", "--stuck", "1s", "--json"]):
+        out = perdure_cli(*args, "--journal", str(journal))
+        assert out.returncode == 0, out.stderr
+    assert journal.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
 
 
 def test_ctrl_c_in_resume_stops_cleanly_and_says_how_to_resume(
