@@ -23,3 +23,7 @@ def test_the_example_tests_pass(workdir: Path) -> None:
 
 def test_conformance_kit_by_hand(workdir: Path) -> None:
     run_example("testing/conformance_crash.py", cwd=workdir)
+
+
+def test_the_memory_engine_example(workdir: Path) -> None:
+    assert run_example("testing/memory_engine.py", cwd=workdir).strip() == "completed"
