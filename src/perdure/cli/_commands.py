@@ -405,9 +405,15 @@ _EXIT_HARD = False
 
 def entry() -> None:
     """Console-script entry point."""
-    code = main()
-    if _EXIT_HARD:
+    try:
+        code = main()
         sys.stdout.flush()
+    except BrokenPipeError:
+        # `perdure runs list | head`: the reader is gone, which is no error. Python would complain again while
+        # flushing stdout at exit: point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    if _EXIT_HARD:
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
