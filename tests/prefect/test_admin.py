@@ -61,6 +61,9 @@ def test_decide_and_cancel_from_a_process_with_no_agent(
     assert harness.call("run", scenario="approval", run_id="refund-1")["status"] == "waiting"
     decided = _admin(prefect_server, "decide", "refund-1", "r1", "yes")
     assert decided["status"] == "pending" and decided["pending"] == []  # resumed in Prefect: ready to execute
+    approval = next(s for s in decided["steps"] if s["key"] == "turn/1/approval/r1")
+    assert (approval["kind"], approval["status"]) == ("approval", "done")  # who decided what shows at once
+    assert approval["result"] == {"approved": True, "note": "from a process with no agent"}
     out = harness.call("resume", scenario="approval", run_id="refund-1")
     assert out["status"] == "completed" and "refunded 4200" in out["output"], out
     assert len(harness.tool_effects("refund-1", "refund")) == 1

@@ -235,7 +235,9 @@ class PrefectAdmin:
                 if record is not None:
                     steps.append(step_info(record, with_result=True))
                 else:
-                    steps.append(StepInfo(call["key"], "wait", "waiting", 0, call["since"], None, 0, 0, ""))
+                    steps.append(
+                        StepInfo(call["key"], step_kind(call["key"]), "waiting", 0, call["since"], None, 0, 0, "")
+                    )
         return sorted(steps, key=lambda s: s.started_at)
 
     async def _record(self, run_id: str, step_key: str) -> dict[str, Any] | None:
@@ -281,6 +283,7 @@ class PrefectAdmin:
                     raise UserError(f"call {tool_call_id!r} of run {run_id!r} is decided already") from None
                 _, decisions = await runs.waiting(client, flow_run)  # the others may have been decided meanwhile
             decisions[index] = decision
+            await _note_decision(client, flow_run, match[0], decision)
             if len(decisions) == len(calls):
                 answer = {f"call_{i}": d.model_dump(mode="json") for i, d in decisions.items()}
                 response = await client.resume_flow_run(flow_run.id, run_input=answer)
@@ -324,6 +327,17 @@ class PrefectAdmin:
                     _delete_tree(Path(directory) / names.run_folder(str(flow_run.idempotency_key)))
                 count += 1
         return count
+
+
+async def _note_decision(client: Any, flow_run: Any, call: PendingDecision, decision: Decision) -> None:
+    """Show the decision in the steps the suspended attempt saved: until an attempt reads it, the run's own
+    account of its steps is that one (``runs show`` says who decided what, and a second decision is refused)."""
+    saved = await runs.read_input(client, flow_run.id, names.STEPS_INPUT)
+    for step in saved or []:
+        if step.get("key") == call.key:
+            step.update(status="done", finished_at=time.time(), result=decision.model_dump(mode="json"))
+            await runs.write_input(client, flow_run.id, names.STEPS_INPUT, saved)
+            return
 
 
 def _delete_tree(path: Path) -> None:

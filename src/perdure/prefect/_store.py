@@ -34,7 +34,7 @@ from prefect.results import get_result_store
 from prefect.tasks import Task
 
 from .._exceptions import ModelHTTPError, NonDeterminismError, PerdureError, RunCancelled
-from .._ops import Decision, model_key
+from .._ops import Decision, model_key, step_kind
 from .._tools import ToolOutcome
 from ..durable.codec import encode_result
 from ..durable.ports import Body, ClaimLost, Done, Record, StepCall, Suspend, WaitCall
@@ -167,7 +167,7 @@ def record_of(call: StepCall | WaitCall, result: str, started: float) -> dict[st
 
 def step_info(record: Mapping[str, Any], *, with_result: bool = False) -> StepInfo:
     """A step as its record tells it."""
-    kind = str(record.get("kind", ""))
+    kind = step_kind(str(record["key"]))  # model, tool, approval or unknown, as every engine reports it
     tokens = (0, 0)
     if kind == "model":
         usage = (record.get("result") or {}).get("usage") or {}
@@ -184,6 +184,27 @@ def step_info(record: Mapping[str, Any], *, with_result: bool = False) -> StepIn
         describe=str(record.get("describe", "")),
         result=record.get("result") if with_result else None,
     )
+
+
+def as_record(key: str, record: Mapping[str, Any]) -> Record:
+    """A persisted record as the runner takes it back (it checks the kind and the description)."""
+    return Record(
+        key=key,
+        kind=str(record.get("kind")),
+        describe=str(record.get("describe")),
+        status="done",
+        result=json.dumps(record["result"]),
+        attempt=int(record.get("attempt", 1)),
+    )
+
+
+def decision_of(run_id: str, call: WaitCall, record: Mapping[str, Any]) -> Decision:
+    """A recorded decision, which must be the decision on this call."""
+    if record.get("kind") != "wait" or record.get("describe") != call.describe:
+        raise NonDeterminismError(
+            run_id=run_id, step_key=call.key, recorded=str(record.get("describe")), requested=call.describe
+        )
+    return Decision.model_validate(record["result"])
 
 
 def approval_input(calls: Sequence[WaitCall]) -> type[Any]:
@@ -283,14 +304,7 @@ class PrefectStore:
             key = names.step_cache_key(self.run_id, call.key)
             if await store.aexists(key):
                 record = (await store.aread(key)).result
-                if record.get("kind") != "wait" or record.get("describe") != call.describe:
-                    raise NonDeterminismError(
-                        run_id=self.run_id,
-                        step_key=call.key,
-                        recorded=str(record.get("describe")),
-                        requested=call.describe,
-                    )
-                decided[call.key] = Decision.model_validate(record["result"])
+                decided[call.key] = decision_of(self.run_id, call, record)
                 self.steps[call.key] = step_info(record, with_result=True)
         undecided = [c for c in calls if c.key not in decided]
         if not undecided:
@@ -328,7 +342,7 @@ class PrefectStore:
         except Pause as e:
             self.pause = e
             for c in undecided:
-                self.steps[c.key] = StepInfo(c.key, "wait", "waiting", 0, started, None, 0, 0, c.describe)
+                self.steps[c.key] = StepInfo(c.key, step_kind(c.key), "waiting", 0, started, None, 0, 0, c.describe)
             raise Suspend([c.key for c in undecided]) from None
         for i, call in enumerate(undecided):
             decision = Decision.model_validate(getattr(answer, f"call_{i}"), from_attributes=True)
@@ -373,14 +387,7 @@ class PrefectStore:
             raise
         failed = call.kind == "tool" and (record.get("result") or {}).get("kind") == "error"
         self.steps[call.key] = step_info(record, with_result=failed)  # a failure shows with its traceback
-        return Record(
-            key=call.key,
-            kind=str(record.get("kind")),
-            describe=str(record.get("describe")),
-            status="done",
-            result=json.dumps(record["result"]),
-            attempt=int(record.get("attempt", 1)),
-        )
+        return as_record(call.key, record)
 
     async def _at_most_once(self, call: StepCall, body: Body, interrupted: Body) -> Done:
         store = get_result_store()  # this task's store
@@ -486,14 +493,7 @@ class RecordsStore:
     async def step(self, call: StepCall, body: Body, *, interrupted: Body | None = None) -> Record:
         tool = tool_name_of(call) if call.kind == "tool" else None
         record = await self._read(call.key, self.tasks.config_of(call.kind, tool).result_storage, call.describe)
-        return Record(
-            key=call.key,
-            kind=str(record.get("kind")),
-            describe=str(record.get("describe")),
-            status="done",
-            result=json.dumps(record["result"]),
-            attempt=int(record.get("attempt", 1)),
-        )
+        return as_record(call.key, record)
 
     async def step_batch(self, calls: Sequence[StepCall], bodies: Sequence[Body]) -> list[Record]:
         return [await self.step(c, b) for c, b in zip(calls, bodies, strict=True)]
@@ -502,11 +502,7 @@ class RecordsStore:
         decided: dict[str, Decision] = {}
         for call in calls:
             record = await self._read(call.key, self.tasks.config.result_storage, call.describe)
-            if record.get("kind") != "wait" or record.get("describe") != call.describe:
-                raise NonDeterminismError(
-                    run_id=self.run_id, step_key=call.key, recorded=str(record.get("describe")), requested=call.describe
-                )
-            decided[call.key] = Decision.model_validate(record["result"])
+            decided[call.key] = decision_of(self.run_id, call, record)
         return decided
 
 
