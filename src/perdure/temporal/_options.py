@@ -23,6 +23,11 @@ __all__ = ["ActivityOptions", "AgentConfig"]
 DEFAULT_START_TO_CLOSE = timedelta(minutes=5)
 DEFAULT_HEARTBEAT = timedelta(seconds=10)
 DEFAULT_TOOL_ATTEMPTS = 3
+# Tool exceptions are recorded outcomes, never retried: Temporal retries a tool activity only when the attempt was
+# lost (its worker died or stalled past the heartbeat timeout, shut down mid-call, or start-to-close ran out). That
+# wait is already behind us, so the retry goes out at once rather than after Temporal's usual 1 s (which made a
+# killed worker's tool run again after heartbeat timeout + 1 s, measured by `bench/bench_temporal.py recovery`).
+DEFAULT_TOOL_FIRST_RETRY = timedelta(milliseconds=100)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,8 +47,9 @@ class ActivityOptions:
     Defaults: ``start_to_close_timeout`` 5 minutes, ``heartbeat_timeout`` 10 s (activities heartbeat in the
     background while they run, so a worker that dies mid-step is noticed after the heartbeat timeout, not the
     start-to-close timeout), retries bounded: model requests follow the agent's ``RetryConfig`` (attempts,
-    backoff), tools get 3 attempts. Retrying forever (``maximum_attempts=0``) is refused unless
-    ``schedule_to_close_timeout`` bounds it.
+    backoff), tools get 3 attempts, the first retry 0.1 s after the lost attempt (a tool's own exceptions are
+    recorded, never retried: a retry means its worker died, stalled, shut down or timed out). Retrying forever
+    (``maximum_attempts=0``) is refused unless ``schedule_to_close_timeout`` bounds it.
     """
 
     start_to_close_timeout: timedelta | None = None
@@ -91,7 +97,7 @@ def tool_defaults() -> ActivityOptions:
         start_to_close_timeout=DEFAULT_START_TO_CLOSE,
         heartbeat_timeout=DEFAULT_HEARTBEAT,
         retry_policy=RetryPolicy(
-            initial_interval=timedelta(seconds=1),
+            initial_interval=DEFAULT_TOOL_FIRST_RETRY,
             backoff_coefficient=2.0,
             maximum_interval=timedelta(seconds=30),
             maximum_attempts=DEFAULT_TOOL_ATTEMPTS,
